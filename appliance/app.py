@@ -1,0 +1,121 @@
+"""The app factory: ``create_app(settings) -> Litestar``, routes listed explicitly, and the
+lifespan that owns the workspace, the HTTP client, the journal processor, the sender and the
+task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+
+import httpx
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from appliance import __version__
+from appliance.connections.routes import ChannelController
+from appliance.contacts.routes import ContactController
+from appliance.inbox.routes import ConversationController
+from appliance.ingest import tasks as ingest_tasks
+from appliance.ingest.processor import JournalProcessor
+from appliance.ingest.routes import receive_webhook, verify_subscription
+from appliance.outbox.sender import Sender
+from appliance.queue import InProcessConsumer, create_huey
+from appliance.runtime import Runtime
+from appliance.settings import Settings
+from appliance.store.workspace import Workspace, open_workspace
+from appliance.team.auth import BearerAuthMiddleware
+from appliance.team.routes import UserController, me
+from appliance.web.access_log import AccessLogMiddleware
+from appliance.web.api import runtime_dep
+from appliance.web.errors import exception_handlers
+from appliance.web.health import healthz, metrics, readyz
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("aat.app")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def _http_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers={"User-Agent": f"aat-appliance/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    workspace: Workspace | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    run_queue: bool = True,
+) -> Litestar:
+    """Build the appliance. ``workspace``/``http_client`` let tests inject their own (a
+    workspace opened on a temp dir, a client whose base URLs point at local stand-ins)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        ws = workspace or await asyncio.to_thread(open_workspace, settings)
+        client = http_client or _http_client(settings)
+        runtime = Runtime(settings=settings, workspace=ws, http=client)
+        runtime.processor = JournalProcessor(gateway=ws.gateway, metrics=runtime.metrics)
+        runtime.sender = Sender(
+            gateway=ws.gateway, settings=settings, client=client, fields=ws.fields, metrics=runtime.metrics
+        )
+        app.state.runtime = runtime
+        await runtime.sender.recover()
+        workers = [
+            asyncio.create_task(runtime.processor.run(), name="journal-processor"),
+            asyncio.create_task(runtime.sender.run(), name="sender"),
+        ]
+        consumer = None
+        if run_queue:
+            huey = create_huey(settings.data_dir)
+            ingest_tasks.register(huey, runtime)
+            consumer = InProcessConsumer(huey, workers=1, periodic=True, check_worker_health=False)
+            consumer.start()
+        runtime.ready = True
+        log.info("appliance ready", extra={"version": __version__})
+        try:
+            yield
+        finally:
+            runtime.ready = False
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.sender.drain(), SHUTDOWN_GRACE_SECONDS)
+            if consumer is not None:
+                await asyncio.to_thread(consumer.stop, True)
+            if http_client is None:
+                await client.aclose()
+            if workspace is None:
+                await asyncio.to_thread(ws.close)
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=[ChannelController, ContactController, ConversationController, UserController, me],
+        middleware=[DefineMiddleware(BearerAuthMiddleware)],
+    )
+    return Litestar(
+        route_handlers=[healthz, readyz, metrics, verify_subscription, receive_webhook, api],
+        dependencies={"runtime": Provide(runtime_dep, sync_to_thread=False)},
+        exception_handlers=exception_handlers,
+        middleware=[AccessLogMiddleware],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="AAT appliance", version=__version__, path="/schema"),
+        request_max_body_size=2 * 1024 * 1024,
+        debug=False,
+        logging_config=None,
+    )
+
+

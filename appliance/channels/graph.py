@@ -1,0 +1,251 @@
+"""Shared Graph API plumbing for the three adapters: reading Meta's values, posting one body.
+
+Parsing side (pure): :func:`parse_timestamp` turns any of Meta's time encodings into an aware
+UTC datetime (or None), :func:`text_or_none`/:func:`id_or_none` read optional fields without
+trusting their type, and :func:`digest` builds the stable part of a dedupe key for events that
+carry no id of their own.
+
+Sending side: :func:`post_message` posts one JSON body with a Bearer token and always returns a
+:class:`SendResult`. It never raises for HTTP, Graph or transport failures, and never puts the
+token or the body into any message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from appliance.channels.outbound import GraphError, SendResult
+
+__all__ = [
+    "Malformed",
+    "parse_timestamp",
+    "event_time",
+    "timestamp_ms",
+    "text_or_none",
+    "id_or_none",
+    "int_or_none",
+    "digest",
+    "check_length",
+    "post_message",
+    "graph_error",
+    "retry_after",
+]
+
+class Malformed(Exception):
+    """Raised inside a parser for a part it cannot read; the caller turns it into a
+    ``ParseProblem`` at its path plus ``subpath``. ``reason`` never quotes content."""
+
+    def __init__(self, reason: str, subpath: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.subpath = subpath
+
+
+# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+# Meta mixes units in the same field (``entry.time`` is ms for messaging, s for ``changes``).
+_MS_THRESHOLD = 100_000_000_000
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from epoch seconds or milliseconds (int, float or digit string,
+    told apart by magnitude) or an ISO 8601 string (naive means UTC); None when unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number: float = float(text)
+        except ValueError:
+            return _parse_iso(text)
+    elif isinstance(value, int | float):
+        number = value
+    else:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    seconds = number / 1000 if number >= _MS_THRESHOLD else number
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _parse_iso(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def event_time(raw: Any, fallback: Any) -> datetime | None:
+    """When an event happened: its own timestamp ``raw`` when present (None if that is
+    unreadable: a wrong timestamp is not silently replaced), else ``fallback`` (the entry's
+    ``time``)."""
+    return parse_timestamp(raw if raw is not None else fallback)
+
+
+def timestamp_ms(moment: datetime) -> int:
+    """Epoch milliseconds of ``moment``, for dedupe keys."""
+    return int(round(moment.timestamp() * 1000))
+
+
+def text_or_none(value: Any) -> str | None:
+    """``value`` when it is a string, else None (Meta's optional text fields)."""
+    return value if isinstance(value, str) else None
+
+
+def id_or_none(value: Any) -> str | None:
+    """A non-empty id as a string; Meta sends most ids as strings but some (``app_id``, old
+    payloads) as numbers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def int_or_none(value: Any) -> int | None:
+    """An int from an int or a digit string (error codes arrive as either)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of ``parts``: lets a dedupe key depend on content (postback payloads,
+    referral refs) without storing that content in the key."""
+    raw = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def check_length(value: str, limit: int, what: str, error: type[Exception]) -> str:
+    """``value`` unchanged when it has at most ``limit`` characters, else ``error``: Meta
+    rejects or truncates longer values, and we never truncate silently."""
+    if len(value) > limit:
+        raise error(f"{what} has {len(value)} characters; the limit is {limit}")
+    return value
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+async def post_message(
+    client: httpx.AsyncClient,
+    url: str,
+    token: str,
+    body: Mapping[str, Any],
+    message_id: Callable[[Mapping[str, Any]], str | None],
+    timeout: float | None = None,
+) -> SendResult:
+    """POST ``body`` as JSON to ``url`` with ``Authorization: Bearer <token>``.
+
+    A 2xx JSON answer is success; ``message_id`` picks the sent message's id from it. A 2xx
+    answer that is not JSON still means Meta accepted the message, so it is ``ok`` with no id
+    (the echo or status will carry it). Anything else is ``ok=False`` with a
+    :class:`GraphError`; a timeout or connection failure is ``GraphError(code=None)``.
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    kwargs: dict[str, Any] = {"json": body, "headers": headers}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    try:
+        response = await client.post(url, **kwargs)
+    except httpx.TimeoutException:
+        return SendResult(ok=False, error=GraphError(code=None, message="timeout"))
+    except httpx.TransportError:
+        return SendResult(ok=False, error=GraphError(code=None, message="connection failed"))
+    except httpx.HTTPError:
+        return SendResult(ok=False, error=GraphError(code=None, message="request failed"))
+
+    data = _json_object(response)
+    if response.is_success and data is not None and not isinstance(data.get("error"), dict):
+        return SendResult(ok=True, external_id=message_id(data), raw=data)
+    if response.is_success and data is None:
+        return SendResult(ok=True, raw={})
+    return SendResult(
+        ok=False,
+        error=graph_error(response.status_code, data),
+        retry_after=retry_after(response.headers),
+        raw=data or {},
+    )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def graph_error(http_status: int, data: Mapping[str, Any] | None) -> GraphError:
+    """The :class:`GraphError` for a failed response whose decoded body is ``data``
+    (``{"error": {message, type, code, error_subcode, fbtrace_id}}``, or anything else)."""
+    error = data.get("error") if data is not None else None
+    if not isinstance(error, dict):
+        return GraphError(code=None, message=f"HTTP {http_status}", http_status=http_status)
+    return GraphError(
+        code=int_or_none(error.get("code")),
+        message=text_or_none(error.get("message")) or f"HTTP {http_status}",
+        subcode=int_or_none(error.get("error_subcode")),
+        http_status=http_status,
+        fbtrace_id=text_or_none(error.get("fbtrace_id")),
+        error_type=text_or_none(error.get("type")),
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait before the next call, as Meta says it.
+
+    ``X-Business-Use-Case-Usage`` (``{"<biz_id>": [{"estimated_time_to_regain_access": <min>,
+    ...}]}``) wins when it names a positive wait (BUC limits take precedence, §7); else a
+    numeric ``Retry-After``; else None.
+    """
+    minutes = _buc_minutes(headers.get("x-business-use-case-usage"))
+    if minutes:
+        return minutes * 60.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP-date; Meta does not send those
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _buc_minutes(header: str | None) -> float | None:
+    if not header:
+        return None
+    try:
+        usage = json.loads(header)
+    except ValueError:
+        return None
+    if not isinstance(usage, dict):
+        return None
+    best: float | None = None
+    for entries in usage.values():
+        for item in entries if isinstance(entries, list) else ():
+            value = item.get("estimated_time_to_regain_access") if isinstance(item, dict) else None
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                best = value if best is None else max(best, value)
+    return best

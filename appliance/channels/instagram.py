@@ -1,0 +1,196 @@
+"""Instagram messaging and comments: ``object: instagram`` deliveries, Send-API bodies, sending.
+
+Parsing covers ``messaging[]``/``standby[]`` (shared with Messenger, see
+:mod:`appliance.channels.messaging`) and ``changes[field=comments|live_comments]``.
+Rendering differs from Messenger (docs/spec/meta-platform.md §5): text up to 1000 characters,
+only the ``HUMAN_AGENT`` tag, no button template (reply buttons become quick replies, link
+buttons a generic-template element) and no ``file`` attachments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from appliance.channels.events import ContactRef, InboundMessage, ParsedWebhook, ParseProblem
+from appliance.channels.graph import (
+    Malformed,
+    check_length,
+    event_time,
+    id_or_none,
+    post_message,
+    text_or_none,
+)
+from appliance.channels.messaging import EventContext, parse_envelope
+from appliance.channels.messaging_render import (
+    CARD_TEXT,
+    MAX_CARD_BUTTONS,
+    button,
+    card_element,
+    envelope,
+    generic_template,
+    is_reply_button,
+    media_attachment,
+    quick_replies,
+    text_message,
+)
+from appliance.channels.outbound import ChannelAccount, Outbound, RenderError, SendResult
+from appliance.settings import Settings
+
+__all__ = ["InstagramAdapter", "ADAPTER", "parse_webhook", "render", "send", "send_url"]
+
+TEXT_LIMIT = 1000
+TAGS = frozenset({"HUMAN_AGENT"})  # the only tag Instagram accepts
+_COMMENT_FIELDS = ("comments", "live_comments")
+
+
+def parse_webhook(payload: Any) -> ParsedWebhook:
+    """Every event of an ``object: instagram`` delivery (see :mod:`appliance.channels.base`)."""
+    return parse_envelope(payload, "instagram", "instagram", _parse_change)
+
+
+def _parse_change(ctx: EventContext, change: dict[str, Any]) -> ParsedWebhook:
+    out = ParsedWebhook()
+    field = change.get("field")
+    if field not in _COMMENT_FIELDS:
+        out.ignored += 1  # mentions, story_insights, ...
+        return out
+    try:
+        _parse_comment(ctx, change.get("value"), field == "live_comments", out)
+    except Malformed as exc:
+        out.problems.append(ParseProblem(ctx.path + exc.subpath, exc.reason))
+    return out
+
+
+def _parse_comment(ctx: EventContext, value: Any, live: bool, out: ParsedWebhook) -> None:
+    if not isinstance(value, dict):
+        raise Malformed("not an object", ".value")
+    author = value.get("from")
+    author_id = id_or_none(author.get("id")) if isinstance(author, dict) else None
+    if author_id is None:
+        raise Malformed("comment without from id", ".value.from")
+    if author_id == ctx.asset_id:
+        out.ignored += 1  # the account's own replies fire the webhook too
+        return
+    comment_id = id_or_none(value.get("id"))
+    if comment_id is None:
+        raise Malformed("comment without id", ".value")
+    # Comment values carry no time of their own in Meta's samples; the entry's time (seconds)
+    # is the fallback.
+    when = event_time(value.get("timestamp", value.get("created_time")), ctx.entry_time)
+    if when is None:
+        raise Malformed("missing or unreadable timestamp", ".value")
+    media = value.get("media")
+    media = media if isinstance(media, dict) else {}
+    payload: dict[str, Any] = {
+        "comment_id": comment_id,
+        "media_id": id_or_none(media.get("id")),
+        "media_product_type": text_or_none(media.get("media_product_type")),
+        "live": live,
+    }
+    parent_id = id_or_none(value.get("parent_id"))
+    if parent_id:
+        payload["parent_id"] = parent_id
+    ad_id = id_or_none(media.get("ad_id"))
+    if ad_id:
+        # Comments on ads can be notified twice (§3); the dedupe key absorbs that.
+        payload["ad_id"] = ad_id
+    out.events.append(InboundMessage(
+        channel="instagram", asset_id=ctx.asset_id,
+        contact=ContactRef(author_id, username=text_or_none(author.get("username"))),
+        kind="comment", occurred_at=when, dedupe_key=f"instagram:comment:{comment_id}",
+        external_id=comment_id, text=text_or_none(value.get("text")), payload=payload,
+        opens_window=False,
+    ))
+
+
+def render(outbound: Outbound) -> list[dict[str, Any]]:
+    """The Send-API bodies for ``outbound``, in order: media, then text (or the link-button
+    element that carries it), then cards; quick replies ride on the last body.
+
+    Reply buttons (payload only) become quick replies with the text; any link button turns
+    text and buttons (at most 3) into one generic-template element whose title is the text
+    (at most 80 characters). Raises :class:`RenderError`.
+    """
+    if outbound.template is not None:
+        raise RenderError("WhatsApp templates cannot be sent on Instagram")
+    messages: list[dict[str, Any]] = []
+    if outbound.media is not None:
+        if outbound.media.type == "file":
+            raise RenderError("Instagram cannot send file attachments")
+        # Instagram's send reference documents only ``payload.url`` (no ``is_reusable``).
+        messages.append(media_attachment(outbound.media, reusable=False))
+    replies = list(outbound.quick_replies)
+    if outbound.buttons and not outbound.text:
+        raise RenderError("buttons need text")
+    if outbound.text and all(is_reply_button(b) for b in outbound.buttons):
+        replies = list(outbound.buttons) + replies
+        messages.append(text_message(outbound.text, TEXT_LIMIT))
+    elif outbound.text:
+        if len(outbound.buttons) > MAX_CARD_BUTTONS:
+            raise RenderError(
+                f"link buttons need a card, which holds at most {MAX_CARD_BUTTONS} buttons"
+            )
+        element = {
+            "title": check_length(outbound.text, CARD_TEXT, "text with link buttons",
+                                  RenderError),
+            "buttons": [button(b, allow_phone=False) for b in outbound.buttons],
+        }
+        messages.append({"attachment": generic_template([element])})
+    if outbound.cards:
+        elements = [card_element(c, allow_phone=False) for c in outbound.cards]
+        messages.append({"attachment": generic_template(elements)})
+    if not messages:
+        raise RenderError("nothing to send")
+    if replies:
+        messages[-1]["quick_replies"] = quick_replies(replies)
+    return [envelope(outbound, m, TAGS) for m in messages]
+
+
+def _message_id(data: Mapping[str, Any]) -> str | None:
+    return id_or_none(data.get("message_id"))
+
+
+def send_url(settings: Settings, account: ChannelAccount) -> str:
+    """Facebook Login accounts (with a page) send through the page on graph.facebook.com;
+    Instagram Login accounts send as the IG account on graph.instagram.com."""
+    if account.page_id:
+        return settings.graph_url(f"{account.page_id}/messages")
+    return settings.instagram_url(f"{account.external_id}/messages")
+
+
+async def send(
+    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
+) -> SendResult:
+    """POST ``body`` to the account's messages endpoint (:func:`send_url`)."""
+    return await post_message(
+        client, send_url(settings, account), account.access_token, body, _message_id,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+class InstagramAdapter:
+    """The Instagram channel adapter (contract: :mod:`appliance.channels.base`)."""
+
+    name = "instagram"
+    webhook_object = "instagram"
+
+    def parse_webhook(self, payload: dict[str, Any]) -> ParsedWebhook:
+        return parse_webhook(payload)
+
+    def render(self, outbound: Outbound) -> list[dict[str, Any]]:
+        return render(outbound)
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        account: ChannelAccount,
+        body: dict[str, Any],
+    ) -> SendResult:
+        return await send(client, settings, account, body)
+
+
+ADAPTER = InstagramAdapter()

@@ -1,0 +1,236 @@
+"""``aat-appliance``: serve, migrate, users, tokens, rekey, journal.
+
+Every command reads ``Settings`` once (environment, ``.env``) and applies its own flags on
+top. Errors are printed as one plain sentence with exit code 1; never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.errors import AatError
+from appliance.settings import Settings
+from appliance.timeutil import iso_now
+
+__all__ = ["main"]
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    try:
+        return Settings(**values)
+    except ValueError as exc:  # pydantic ValidationError
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AatError as exc:
+            raise click.ClickException(exc.message) from exc
+
+    return wrapper
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Workspace data directory (default: AAT_DATA_DIR or ./data).",
+)
+
+
+@click.group()
+@click.version_option(package_name="aat-systems")
+def main() -> None:
+    """AAT appliance: one workspace, one process, one encrypted file."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@data_dir_option
+@_friendly
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Migrate, then serve the web app, the webhook receiver and the workers."""
+    import uvicorn
+
+    from appliance.app import create_app
+    from appliance.logs import configure_logging
+    from appliance.store.workspace import ProcessLock, open_workspace
+    from appliance.team.demo import ensure_demo_login
+
+    settings = _settings(data_dir, host=host, port=port)
+    configure_logging(settings.log_level)
+    lock = ProcessLock(settings.data_dir)
+    lock.acquire("starting a second server on the same data directory")
+    workspace = open_workspace(settings)
+    try:
+        demo = None
+        if workspace.master.generated_dev_key:
+            demo = workspace.gateway.write_sync(ensure_demo_login, iso_now())
+        _banner(settings, workspace.master.generated_dev_key, demo)
+        uvicorn.run(
+            create_app(settings, workspace=workspace),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=15,
+        )
+    finally:
+        workspace.close()
+        lock.release()
+
+
+def _banner(settings: Settings, dev_key: bool, demo: Any) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    lines = [f"AAT appliance serving at {url}", f"data directory: {settings.data_dir.resolve()}"]
+    if dev_key:
+        warning = [
+            "!" * 78,
+            "!! WARNING: DEVELOPMENT MASTER KEY",
+            f"!! No AAT_MASTER_KEY or AAT_MASTER_KEY_FILE is set, so the key that unlocks this",
+            f"!! workspace was generated at {settings.data_dir / 'master.key'}, next to the data.",
+            "!! Anyone with this directory can read everything. Never use this in production:",
+            "!! set AAT_MASTER_KEY (base64 of 32 random bytes) or AAT_MASTER_KEY_FILE.",
+            "!" * 78,
+        ]
+        click.echo("\n".join(warning), err=True)
+    if demo is not None:
+        lines += [
+            f"demo owner login: {demo.email} / {demo.password}",
+            f"demo API token:   {demo.api_token}",
+            f"try: curl -H 'Authorization: Bearer {demo.api_token}' {url}/api/v1/me",
+        ]
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@data_dir_option
+@_friendly
+def migrate(data_dir: Path | None) -> None:
+    """Apply pending database migrations (the server also does this at start)."""
+    from appliance.store.workspace import ProcessLock, load_keys
+    from appliance.store.workspace import migrate as run_migrations
+
+    settings = _settings(data_dir)
+    lock = ProcessLock(settings.data_dir)
+    lock.acquire("migrating")
+    try:
+        _, data_key = load_keys(settings)
+        applied = run_migrations(settings, data_key)
+    finally:
+        lock.release()
+    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+@main.command()
+@data_dir_option
+@_friendly
+def rekey(data_dir: Path | None) -> None:
+    """Rotate the workspace data key and re-encrypt the database with it."""
+    from appliance.store.workspace import ProcessLock
+    from appliance.store.workspace import rekey as rotate
+
+    settings = _settings(data_dir)
+    lock = ProcessLock(settings.data_dir)
+    lock.acquire("rotating the data key")
+    try:
+        rotate(settings)
+    finally:
+        lock.release()
+    click.echo("data key rotated; the database is re-encrypted")
+
+
+@main.group()
+def users() -> None:
+    """Manage the team."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["owner", "admin", "agent"]), required=True)
+@click.option("--name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_dir_option
+@_friendly
+def users_create(email: str, role: str, name: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Create a user (argon2id password)."""
+    from pydantic import ValidationError
+
+    from appliance.store.workspace import direct_database
+    from appliance.team import store
+    from appliance.team.credentials import hash_password
+    from appliance.team.routes import NewUser
+
+    password = sys.stdin.read().rstrip("\r\n") if password_stdin else None
+    try:
+        user = NewUser(email=email, role=role, name=name, password=password)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(problems) from exc
+    settings = _settings(data_dir)
+    password_hash = hash_password(user.password) if user.password else None
+    with direct_database(settings) as db:
+        row = store.create_user(db, email=user.email, role=user.role, name=user.name,
+                                password_hash=password_hash, now=iso_now())
+    click.echo(f"created {row['role']} {row['email']} (id {row['id']})")
+
+
+@main.group()
+def tokens() -> None:
+    """Manage API tokens."""
+
+
+@tokens.command("create")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--role", type=click.Choice(["owner", "admin", "agent"]), default="admin", show_default=True)
+@data_dir_option
+@_friendly
+def tokens_create(name: str, role: str, data_dir: Path | None) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from appliance.store.workspace import direct_database
+    from appliance.team import store
+    from appliance.team.credentials import hash_token, new_api_token
+
+    settings = _settings(data_dir)
+    token = new_api_token()
+    with direct_database(settings) as db:
+        store.create_token(db, name=name, token_hash=hash_token(token), prefix=token[:10],
+                           role=role, now=iso_now())
+    click.echo(f"token {name!r} ({role}) created; it is shown only this once:", err=True)
+    click.echo(token)
+
+
+@main.group()
+def journal() -> None:
+    """Inspect and replay the webhook journal."""
+
+
+@journal.command("retry")
+@click.option("--id", "journal_id", type=int, default=None, help="One row (default: every failed row).")
+@data_dir_option
+@_friendly
+def journal_retry(journal_id: int | None, data_dir: Path | None) -> None:
+    """Put failed deliveries back in the queue; the server processes them again."""
+    from appliance.ingest import journal as store
+    from appliance.store.workspace import direct_database
+
+    settings = _settings(data_dir)
+    with direct_database(settings) as db:
+        count = store.retry_failed(db, journal_id)
+    click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued again")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

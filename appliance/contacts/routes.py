@@ -1,0 +1,112 @@
+"""``/api/v1/contacts``: list, read, rectify, erase, tag."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from appliance.web.api import RuntimeDep
+from appliance.contacts import store
+from appliance.contacts.store import ContactFilter
+from appliance.team.auth import requires
+from appliance.timeutil import iso_now
+from appliance.web.api import Cursor, Limit, decode_cursor, is_id, page
+
+__all__ = ["ContactController", "public_contact"]
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True,
+                                       pattern=r"^[^\x00-\x1f/]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class ContactChanges(BaseModel):
+    """Rectification: only the fields given change; in ``fields`` a null value removes a field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
+    fields: dict[FieldName, str | int | float | bool | None] | None = Field(None, max_length=200)
+    subscribed: bool | None = None
+
+
+class NewTag(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tag: Tag
+
+
+def public_contact(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "channel": row["channel"],
+        "channel_id": str(row["channel_id"]),
+        "external_id": row["external_id"],
+        "name": row["name"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "username": row["username"],
+        "phone": row["phone"],
+        "wa_id": row["wa_id"],
+        "bsuid": row["bsuid"],
+        "tags": row["tags"],
+        "fields": row["fields"],
+        "subscribed": row["subscribed"],
+        "marketing_opt_out": row["marketing_opt_out"],
+        "last_inbound_at": row["last_inbound_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+ContactId = Annotated[int, PathParameter(ge=1)]
+
+
+class ContactController(Controller):
+    path = "/contacts"
+    guards = [requires("agent")]
+
+    @get("/")
+    async def list_contacts(
+        self,
+        runtime: RuntimeDep,
+        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        tag: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        channel: FromQuery[Literal["messenger", "instagram", "whatsapp"] | None] = None,
+        limit: Annotated[int, Limit] = 50,
+        cursor: Annotated[str | None, Cursor] = None,
+    ) -> dict[str, Any]:
+        after = decode_cursor(cursor, is_id)
+        rows = await runtime.db.read(
+            store.list_contacts, ContactFilter(q=q, tag=tag, channel=channel), after_id=after, limit=limit + 1
+        )
+        return page([public_contact(r) for r in rows], limit, lambda item: int(item["id"]))
+
+    @get("/{contact_id:int}")
+    async def get_contact(self, contact_id: ContactId, runtime: RuntimeDep) -> dict[str, Any]:
+        return public_contact(await runtime.db.read(store.get_contact, contact_id))
+
+    @patch("/{contact_id:int}")
+    async def update_contact(self, contact_id: ContactId, data: JSONBody[ContactChanges], runtime: RuntimeDep) -> dict[str, Any]:
+        changes = data.model_dump(exclude_unset=True)
+        row = await runtime.db.write(store.update_contact, contact_id, changes, iso_now())
+        return public_contact(row)
+
+    @delete("/{contact_id:int}", status_code=204)
+    async def erase_contact(self, contact_id: ContactId, runtime: RuntimeDep) -> None:
+        await runtime.db.write(store.delete_contact, contact_id)
+
+    @post("/{contact_id:int}/tags", status_code=200)
+    async def add_tag(self, contact_id: ContactId, data: JSONBody[NewTag], runtime: RuntimeDep) -> dict[str, Any]:
+        await runtime.db.write(store.add_tag, contact_id, data.tag, iso_now())
+        return public_contact(await runtime.db.read(store.get_contact, contact_id))
+
+    @delete("/{contact_id:int}/tags/{tag:str}", status_code=200)
+    async def remove_tag(self, contact_id: ContactId, tag: FromPath[str], runtime: RuntimeDep) -> dict[str, Any]:
+        await runtime.db.write(store.remove_tag, contact_id, tag)
+        return public_contact(await runtime.db.read(store.get_contact, contact_id))

@@ -1,0 +1,232 @@
+"""Applying parsed events to the workspace, inside the writer's transaction.
+
+One journal row is applied atomically with the row's own state change: either every event of
+the delivery is stored and the row is ``processed``/``failed``, or nothing is (a crash replays
+it). Each event runs in its own savepoint, so one event that fails (a bug, a constraint) is
+recorded as a problem and the others are still stored. Dedupe keys are claimed in the same
+savepoint as the event's effects, so a replayed delivery is stored once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+
+from appliance.channels.events import (
+    Attachment,
+    Echo,
+    InboundEvent,
+    InboundMessage,
+    MessageRevoked,
+    ParsedWebhook,
+    PreferenceChange,
+    StatusUpdate,
+)
+from appliance.connections.store import channel_for_asset
+from appliance.contacts import store as contacts
+from appliance.inbox import store as inbox
+from appliance.ingest import journal
+from appliance.outbox import store as outbox
+from appliance.timeutil import to_iso
+
+__all__ = ["InboundNote", "ApplySummary", "apply_delivery"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundNote:
+    """A stored message from a contact, for what reacts to it (flows, live updates)."""
+
+    message_id: int
+    contact_id: int
+    conversation_id: int
+    channel_id: int
+    new_contact: bool
+    event: InboundMessage
+
+
+@dataclass(slots=True)
+class ApplySummary:
+    journal_id: int
+    events: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    problems: list[str] = field(default_factory=list)
+    inbound: list[InboundNote] = field(default_factory=list)
+    changed_messages: list[int] = field(default_factory=list)
+    changed_conversations: set[int] = field(default_factory=set)
+
+
+def _attachments(items: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    result = []
+    for item in items:
+        entry: dict[str, Any] = {"type": item.type, "url": item.url}
+        if item.media_id:
+            entry["media_id"] = item.media_id
+        if item.mime_type:
+            entry["mime_type"] = item.mime_type
+        entry.update(item.extra)
+        result.append(entry)
+    return result
+
+
+def _contact_and_conversation(
+    db: Database, channel_id: int, ref: Any, journal_id: int, now: str
+) -> tuple[int, int, bool]:
+    contact_id, created = contacts.upsert_contact(db, channel_id, ref, now)
+    conversation_id = inbox.ensure_conversation(db, contact_id, channel_id, now)
+    journal.link_contact(db, journal_id, contact_id)
+    return contact_id, conversation_id, created
+
+
+def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: ApplySummary, now: str) -> None:
+    contact_id, conversation_id, created = _contact_and_conversation(db, ch["id"], ev.contact, s.journal_id, now)
+    occurred = to_iso(ev.occurred_at)
+    if ev.opens_window:
+        contacts.touch_inbound(db, contact_id, occurred)
+    payload = dict(ev.payload)
+    if ev.standby:
+        payload["standby"] = True
+    message_id = inbox.record_inbound(
+        db,
+        conversation_id,
+        {
+            "contact_id": contact_id,
+            "channel_id": ch["id"],
+            "direction": "in",
+            "kind": ev.kind,
+            "text": ev.text,
+            "payload": payload,
+            "attachments": _attachments(ev.attachments),
+            "external_id": ev.external_id,
+            "reply_to": ev.reply_to,
+            "status": "received",
+            "sent_by": "contact",
+            "occurred_at": occurred,
+            "created_at": now,
+        },
+        counts_unread=ev.kind != "reaction",
+        now=now,
+    )
+    if message_id is None:
+        s.duplicates += 1
+        return
+    s.changed_messages.append(message_id)
+    s.changed_conversations.add(conversation_id)
+    s.inbound.append(InboundNote(message_id, contact_id, conversation_id, ch["id"], created, ev))
+
+
+def _apply_echo(db: Database, ch: dict[str, Any], ev: Echo, s: ApplySummary, now: str) -> None:
+    contact_id, conversation_id, _ = _contact_and_conversation(db, ch["id"], ev.contact, s.journal_id, now)
+    ref = outbox.parse_reference(ev.metadata)
+    ours = inbox.find_outbound_by_reference(
+        db, ch["id"], external_id=ev.external_id, message_id=ref[0] if ref else None
+    )
+    if ours is not None:
+        # Our own send coming back: settle it, never store it a second time.
+        outbox.settle(db, ours, ref[1] if ref else 0, ev.external_id, now)
+        if inbox.advance_status(db, ours, "sent", now, external_id=ev.external_id):
+            s.changed_messages.append(ours)
+        return
+    occurred = to_iso(ev.occurred_at)
+    message_id = inbox.record_inbound(
+        db,
+        conversation_id,
+        {
+            "contact_id": contact_id,
+            "channel_id": ch["id"],
+            "direction": "out",
+            "kind": ev.kind,
+            "text": ev.text,
+            "payload": {"app_id": ev.app_id} if ev.app_id else {},
+            "attachments": _attachments(ev.attachments),
+            "external_id": ev.external_id,
+            "status": "sent",
+            "sent_by": "echo",
+            "occurred_at": occurred,
+            "sent_at": occurred,
+            "created_at": now,
+        },
+        counts_unread=False,
+        now=now,
+    )
+    if message_id is None:
+        s.duplicates += 1
+        return
+    s.changed_messages.append(message_id)
+    s.changed_conversations.add(conversation_id)
+
+
+def _apply_status(db: Database, ch: dict[str, Any], ev: StatusUpdate, s: ApplySummary, now: str) -> None:
+    ref = outbox.parse_reference(ev.callback_data)
+    error = (str(ev.error.code) if ev.error and ev.error.code is not None else None,
+             ev.error.message if ev.error else None)
+    for external_id in ev.external_ids or ((None,) if ref else ()):
+        ours = inbox.find_outbound_by_reference(
+            db, ch["id"], external_id=external_id, message_id=ref[0] if ref else None
+        )
+        if ours is None:
+            continue
+        if ev.status != "failed":
+            outbox.settle(db, ours, ref[1] if ref else 0, external_id, now)
+        if inbox.advance_status(db, ours, ev.status, now, external_id=external_id, error=error):
+            s.changed_messages.append(ours)
+    if ev.watermark is not None and ev.contact_external_id and ev.status in ("delivered", "read"):
+        row = db.execute(
+            """SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id
+               WHERE c.channel_id = ? AND c.external_id = ?""",
+            [ch["id"], ev.contact_external_id],
+        ).fetchone()
+        if row is not None:
+            s.changed_messages.extend(
+                inbox.advance_status_by_watermark(db, row[0], ev.status, to_iso(ev.watermark), now)
+            )
+
+
+def _apply_revoked(db: Database, ch: dict[str, Any], ev: MessageRevoked, s: ApplySummary, now: str) -> None:
+    row = db.execute(
+        "SELECT id FROM messages WHERE channel_id = ? AND external_id = ?", [ch["id"], ev.external_id]
+    ).fetchone()
+    if row is not None and inbox.revoke_message(db, ch["id"], ev.external_id, now):
+        s.changed_messages.append(row[0])
+
+
+def _apply_preference(db: Database, ch: dict[str, Any], ev: PreferenceChange, s: ApplySummary, now: str) -> None:
+    contact_id, _, _ = _contact_and_conversation(db, ch["id"], ev.contact, s.journal_id, now)
+    contacts.set_marketing_preference(db, contact_id, ev.value == "stop", now)
+
+
+_HANDLERS = {
+    InboundMessage: _apply_inbound,
+    Echo: _apply_echo,
+    StatusUpdate: _apply_status,
+    MessageRevoked: _apply_revoked,
+    PreferenceChange: _apply_preference,
+}
+
+
+def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -> None:
+    if not journal.claim_event(db, event.dedupe_key, now):
+        s.duplicates += 1
+        return
+    channel = channel_for_asset(db, event.channel, event.asset_id, now)
+    _HANDLERS[type(event)](db, channel, event, s, now)  # type: ignore[operator]
+
+
+def apply_delivery(
+    db: Database, journal_id: int, parsed: ParsedWebhook, now: str
+) -> ApplySummary:
+    """Store every event of one journal row and mark the row; see the module docstring."""
+    summary = ApplySummary(journal_id=journal_id, events=len(parsed.events), ignored=parsed.ignored)
+    summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
+    for index, event in enumerate(parsed.events):
+        try:
+            with db.atomic():
+                _apply_event(db, event, summary, now)
+        except Exception as exc:  # noqa: BLE001 - one bad event must not lose the others
+            summary.problems.append(f"event {index} ({event.channel}): could not be stored ({type(exc).__name__})")
+    error = "; ".join(summary.problems)[:2000] or None
+    journal.finish(db, journal_id, events=summary.events, duplicates=summary.duplicates, error=error, now=now)
+    return summary
+

@@ -1,0 +1,122 @@
+"""Replays the webhook journal: parse each pending body, apply it, tell whoever listens.
+
+One asyncio task per process. Rows are taken in id order, parsed on the event loop (pure and
+fast), and applied in batches: one writer job applies up to ``batch`` rows, each row in its
+own savepoint together with its state change (:func:`appliance.ingest.apply.apply_delivery`).
+After a restart, rows still ``pending`` are simply next in line: nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+from sqlite_utils import Database
+
+from appliance.channels.base import parse_delivery
+from appliance.channels.events import ParsedWebhook, ParseProblem
+from appliance.ingest import journal
+from appliance.ingest.apply import ApplySummary, apply_delivery
+from appliance.metrics import Metrics
+from appliance.store.gateway import Gateway
+from appliance.timeutil import iso_now
+
+__all__ = ["JournalProcessor", "SummaryListener"]
+
+log = logging.getLogger("aat.ingest")
+
+SummaryListener = Callable[[ApplySummary], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    journal_id: int
+    parsed: ParsedWebhook
+
+
+def _parse(journal_id: int, body: bytes) -> _Parsed:
+    try:
+        payload = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        parsed = ParsedWebhook(problems=[ParseProblem("$", "the body is not valid JSON")])
+    else:
+        parsed = parse_delivery(payload)
+    return _Parsed(journal_id, parsed)
+
+
+def _apply_batch(db: Database, batch: list[_Parsed]) -> list[ApplySummary]:
+    now = iso_now()
+    summaries = []
+    for item in batch:
+        if not journal.is_pending(db, item.journal_id):
+            continue  # another process (a CLI replay) got there first
+        try:
+            with db.atomic():
+                summaries.append(apply_delivery(db, item.journal_id, item.parsed, now))
+        except Exception as exc:  # noqa: BLE001 - a poison row is marked, never retried forever
+            problem = f"the delivery could not be applied ({type(exc).__name__})"
+            journal.finish(db, item.journal_id, events=0, duplicates=0, error=problem, now=now)
+            summaries.append(ApplySummary(journal_id=item.journal_id, problems=[problem]))
+    return summaries
+
+
+class JournalProcessor:
+    def __init__(self, *, gateway: Gateway, metrics: Metrics, batch: int = 64) -> None:
+        self._db = gateway
+        self._metrics = metrics
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one batch at a time, whoever asks (run loop, drain)
+        self.listeners: list[SummaryListener] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            if await self.process_pending() == 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                except TimeoutError:
+                    pass
+
+    async def process_pending(self) -> int:
+        """Process one batch of pending rows; returns how many rows were processed."""
+        async with self._lock:
+            return await self._process_batch()
+
+    async def _process_batch(self) -> int:
+        rows = await self._db.read(journal.pending, self._batch)
+        if not rows:
+            return 0
+        batch = [_parse(row["id"], row["body"]) for row in rows]
+        summaries = await self._db.write(_apply_batch, batch)
+        for summary in summaries:
+            self._record(summary)
+            for listener in self.listeners:
+                try:
+                    await listener(summary)
+                except Exception:  # noqa: BLE001 - a listener must not stop ingestion
+                    log.exception("journal listener failed", extra={"journal_id": summary.journal_id})
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Process until nothing is pending (tests, shutdown)."""
+        while await self.process_pending():
+            pass
+
+    def _record(self, summary: ApplySummary) -> None:
+        stored = summary.events - summary.duplicates
+        self._metrics.webhook_events.labels(outcome="stored").inc(max(stored, 0))
+        self._metrics.webhook_events.labels(outcome="ignored").inc(summary.ignored)
+        self._metrics.webhook_duplicates.inc(summary.duplicates)
+        if summary.problems:
+            self._metrics.webhook_events.labels(outcome="failed").inc(len(summary.problems))
+            log.warning(
+                "journal row had problems",
+                extra={"journal_id": summary.journal_id, "problems": summary.problems},
+            )

@@ -1,0 +1,281 @@
+"""The sender: takes due messages from the outbox and sends them through the channel adapters.
+
+One asyncio task in the web process. Each round it claims due rows (durably marking them
+``sending``), sends each in its own task, and records the outcome:
+
+- policy first (:mod:`appliance.outbox.policy`): a send the policy forbids fails with the
+  reason and is never attempted; the channel must be ``active``;
+- rendering by the adapter; a message the channel cannot express fails with the reason;
+- the channel's rate limiter before every request (:mod:`appliance.outbox.ratelimit`);
+- transient errors are retried with backoff and jitter, permanent ones fail at once, code 190
+  marks the channel ``needs_reauth`` (:mod:`appliance.outbox.retry`).
+
+At most ``concurrency`` sends are in flight; per conversation one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlite_utils import Database
+
+from appliance.channels.base import adapter_for
+from appliance.channels.outbound import (
+    Button,
+    Card,
+    ChannelAccount,
+    GraphError,
+    Media,
+    Outbound,
+    Recipient,
+    RenderError,
+    Template,
+)
+from appliance.connections.store import mark_needs_reauth, token_context
+from appliance.metrics import Metrics
+from appliance.outbox import policy, retry, store
+from appliance.outbox.ratelimit import LimiterRegistry
+from appliance.settings import Settings
+from appliance.store.gateway import Gateway
+from appliance.store.keys import FieldCipher
+from appliance.timeutil import from_iso, to_iso, utcnow
+
+__all__ = ["Sender", "build_outbound"]
+
+log = logging.getLogger("aat.outbox")
+
+MessageListener = Callable[[list[int]], Awaitable[None]]
+
+
+def _buttons(items: list[dict[str, Any]] | None) -> tuple[Button, ...]:
+    return tuple(
+        Button(title=b["title"], payload=b.get("payload"), url=b.get("url"), phone=b.get("phone"))
+        for b in items or ()
+    )
+
+
+def build_outbound(row: dict[str, Any], decision: policy.Decision) -> Outbound:
+    """The channel-independent message for a claimed outbox row (see outbox.store._CONTEXT)."""
+    payload = row["payload"]
+    media = payload.get("media")
+    template = payload.get("template")
+    return Outbound(
+        recipient=Recipient(
+            external_id=row["contact_external_id"],
+            wa_id=row["wa_id"],
+            bsuid=row["bsuid"],
+            comment_id=payload.get("private_reply_to"),
+        ),
+        text=row["text"],
+        media=Media(type=media["type"], url=media["url"]) if media else None,
+        buttons=_buttons(payload.get("buttons")),
+        quick_replies=_buttons(payload.get("quick_replies")),
+        cards=tuple(
+            Card(
+                title=c["title"], subtitle=c.get("subtitle"), image_url=c.get("image_url"),
+                url=c.get("url"), buttons=_buttons(c.get("buttons")),
+            )
+            for c in payload.get("cards", ())
+        ),
+        template=Template(
+            name=template["name"], language=template["language"],
+            components=tuple(template.get("components", ())),
+        ) if template else None,
+        messaging_type=decision.messaging_type or "RESPONSE",
+        tag=decision.tag,
+        reply_to=row["reply_to"],
+        metadata=store.reference(row["message_id"]),
+    )
+
+
+def _fail_with_reauth(
+    db: Database, channel_id: int, outbox_id: int, message_id: int, error: GraphError, now: str
+) -> None:
+    mark_needs_reauth(db, channel_id, "Meta rejected the access token (code 190); reconnect the channel", now)
+    store.mark_failed(
+        db, outbox_id, message_id, code="190",
+        reason="the channel's access token is no longer valid; reconnect the channel", now=now,
+    )
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        fields: FieldCipher,
+        metrics: Metrics,
+        concurrency: int = 64,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = gateway
+        self._settings = settings
+        self._client = client
+        self._fields = fields
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._limiters = LimiterRegistry()
+        self._capacity = concurrency
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self.listeners: list[MessageListener] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recover(self) -> int:
+        """Requeue sends left in doubt by a crash (see outbox.store.recover_in_doubt)."""
+        resend_at = to_iso(self._clock() + timedelta(seconds=self._settings.send_in_doubt_grace_seconds))
+        count = await self._db.write(store.recover_in_doubt, resend_at=resend_at)
+        if count:
+            log.warning("sends in doubt after restart", extra={"count": count})
+        return count
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            free = self._capacity - len(self._in_flight)
+            rows = await self._db.write(store.claim_due, to_iso(self._clock()), free) if free else []
+            for row in rows:
+                task = asyncio.create_task(self._deliver(row))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            if rows and len(rows) == free:
+                await asyncio.sleep(0)
+                continue
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        timeout = 5.0
+        if len(self._in_flight) < self._capacity:
+            next_at = await self._db.read(store.next_due_at)
+            if next_at is not None:
+                timeout = min(timeout, max(0.0, (from_iso(next_at) - self._clock()).total_seconds()))
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+
+    async def drain(self) -> None:
+        """Wait for the sends in flight (used at shutdown and by tests)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        try:
+            outcome = await self._attempt(row)
+        except Exception:  # noqa: BLE001 - a bug must not kill the sender; the row stays in doubt
+            log.exception("send crashed", extra={"message_id": row["message_id"]})
+            outcome = "crashed"
+            await self._db.write(
+                store.mark_retry, row["outbox_id"],
+                next_attempt_at=to_iso(self._clock() + timedelta(seconds=60)), error="internal error",
+            )
+        self._metrics.sends.labels(channel=row["channel_type"], outcome=outcome).inc()
+        for listener in self.listeners:
+            await listener([row["message_id"]])
+        self.wake()
+
+    async def _fail(self, row: dict[str, Any], code: str | None, reason: str) -> None:
+        await self._db.write(
+            store.mark_failed, row["outbox_id"], row["message_id"], code=code, reason=reason,
+            now=to_iso(self._clock()),
+        )
+
+    async def _attempt(self, row: dict[str, Any]) -> str:
+        channel_type = row["channel_type"]
+        if row["channel_status"] != "active" or not row["access_token_enc"]:
+            code = "channel_needs_reauth" if row["channel_status"] == "needs_reauth" else "channel_disconnected"
+            await self._fail(row, code, f"the channel is {row['channel_status'].replace('_', ' ')}; reconnect it")
+            return "blocked"
+        now = self._clock()
+        payload = row["payload"]
+        comment_at = payload.get("comment_created_at")
+        decision = policy.decide(
+            channel_type,
+            sent_by="user" if row["sent_by"] == "user" else "bot",
+            is_template=row["kind"] == "template",
+            last_inbound_at=from_iso(row["last_inbound_at"]) if row["last_inbound_at"] else None,
+            now=now,
+            comment_created_at=from_iso(comment_at) if comment_at and payload.get("private_reply_to") else None,
+        )
+        if not decision.allowed:
+            await self._fail(row, decision.code, decision.reason or "not allowed by Meta's policy")
+            return "blocked"
+        adapter = adapter_for(channel_type)
+        try:
+            bodies = adapter.render(build_outbound(row, decision))
+        except RenderError as exc:
+            await self._fail(row, "render_error", str(exc))
+            return "failed"
+        account = ChannelAccount(
+            id=row["channel_id"],
+            type=channel_type,
+            external_id=row["channel_external_id"],
+            access_token=self._fields.decrypt(
+                row["access_token_enc"], token_context(channel_type, row["channel_external_id"])
+            ),
+            page_id=row["page_id"],
+            waba_id=row["waba_id"],
+        )
+        limiter = self._limiters.for_channel(
+            row["channel_id"], row["rate_limit"] or self._settings.rate_limit_for(channel_type)
+        )
+        sent_ids: list[str] = []
+        for index in range(row["parts_done"], len(bodies)):
+            await limiter.acquire()
+            with self._metrics.send_seconds.labels(channel=channel_type).time():
+                result = await adapter.send(self._client, self._settings, account, bodies[index])
+            if result.ok:
+                if result.external_id:
+                    sent_ids.append(result.external_id)
+                if index + 1 < len(bodies):
+                    await self._db.write(store.mark_part_sent, row["outbox_id"], index + 1)
+                continue
+            return await self._after_error(row, result.error, result.retry_after)  # type: ignore[arg-type]
+        await self._db.write(
+            store.mark_sent, row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
+            messaging_type=decision.messaging_type, tag=decision.tag,
+        )
+        return "sent"
+
+    async def _after_error(self, row: dict[str, Any], error: GraphError, retry_after: float | None) -> str:
+        verdict = retry.classify(error)
+        now = self._clock()
+        log.info(
+            "send failed",
+            extra={"message_id": row["message_id"], "channel_id": row["channel_id"],
+                   "code": error.code, "subcode": error.subcode, "http_status": error.http_status,
+                   "fbtrace_id": error.fbtrace_id, "verdict": verdict, "attempt": row["attempts"]},
+        )
+        if verdict == "reauth":
+            await self._db.write(
+                _fail_with_reauth, row["channel_id"], row["outbox_id"], row["message_id"], error, to_iso(now)
+            )
+            return "reauth"
+        if verdict == "retry" and row["attempts"] < self._settings.send_max_attempts:
+            delay = retry.backoff_seconds(
+                row["attempts"], base=self._settings.send_backoff_base_seconds, error=error,
+                retry_after=retry_after, rng=self._rng,
+            )
+            await self._db.write(
+                store.mark_retry, row["outbox_id"], next_attempt_at=to_iso(now + timedelta(seconds=delay)),
+                error=f"code {error.code}" if error.code is not None else error.message,
+            )
+            return "retried"
+        code = str(error.code) if error.code is not None else (
+            f"http_{error.http_status}" if error.http_status else "network_error"
+        )
+        await self._fail(row, code, error.message)
+        return "failed"
+

@@ -1,0 +1,229 @@
+"""The outbox: outbound messages waiting for the sender. SQL only.
+
+A message row (``messages``, ``direction = 'out'``) holds the content and the status the inbox
+shows; its ``outbox`` row exists while it still has to go out. Life of an outbox row::
+
+    queued --claim_due--> sending --mark_sent--> (deleted, message 'sent')
+                             |------mark_retry--> queued (next_attempt_at later)
+                             '------mark_failed-> (deleted, message 'failed' with the reason)
+
+Per conversation only the oldest row is ever claimed, so a contact receives messages in the
+order they were queued, and a message waiting for a retry holds back the ones after it.
+After a crash, rows still ``sending`` are *in doubt* (Meta may have accepted them):
+:func:`recover_in_doubt` requeues them after a grace period during which an echo or status
+carrying our reference (``aat:<message id>:<part>``) settles them instead (:func:`settle`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+from appliance.errors import NotFound
+from appliance.inbox.store import advance_status, insert_message
+from appliance.store.rows import many, one, scalar
+
+__all__ = [
+    "reference",
+    "parse_reference",
+    "enqueue",
+    "claim_due",
+    "next_due_at",
+    "mark_part_sent",
+    "mark_sent",
+    "mark_retry",
+    "mark_failed",
+    "recover_in_doubt",
+    "settle",
+    "depth",
+]
+
+
+def reference(message_id: int, part: int | None = None) -> str:
+    """What we send as Messenger ``metadata`` / WhatsApp ``biz_opaque_callback_data``:
+    ``aat:<message id>``, with ``:<part>`` when a message takes several requests."""
+    return f"aat:{message_id}" if part is None else f"aat:{message_id}:{part}"
+
+
+def parse_reference(text: str | None) -> tuple[int, int] | None:
+    if not text or not text.startswith("aat:"):
+        return None
+    parts = text.split(":")
+    try:
+        return int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+    except (ValueError, IndexError):
+        return None
+
+
+def enqueue(
+    db: Database,
+    *,
+    conversation_id: int,
+    kind: str,
+    text: str | None,
+    payload: dict[str, Any],
+    sent_by: str,
+    user_id: int | None,
+    messaging_type: str | None,
+    tag: str | None,
+    now: str,
+) -> int:
+    """Queue one outbound message; returns its message id."""
+    conversation = one(
+        db, "SELECT contact_id, channel_id FROM conversations WHERE id = ?", [conversation_id]
+    )
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} does not exist")
+    message_id = insert_message(
+        db,
+        {
+            "conversation_id": conversation_id,
+            "contact_id": conversation["contact_id"],
+            "channel_id": conversation["channel_id"],
+            "direction": "out",
+            "kind": kind,
+            "text": text,
+            "payload": payload,
+            "status": "queued",
+            "sent_by": sent_by,
+            "sent_by_user_id": user_id,
+            "messaging_type": messaging_type,
+            "tag": tag,
+            "occurred_at": now,
+            "created_at": now,
+        },
+    )
+    assert message_id is not None  # no external_id yet, so never a duplicate
+    db.execute(
+        """INSERT INTO outbox (message_id, conversation_id, channel_id, next_attempt_at, created_at)
+           VALUES (?, ?, ?, ?, ?)""",
+        [message_id, conversation_id, conversation["channel_id"], now, now],
+    )
+    db.execute(
+        "UPDATE conversations SET last_message_at = MAX(COALESCE(last_message_at, ''), ?), updated_at = ? WHERE id = ?",
+        [now, now, conversation_id],
+    )
+    return message_id
+
+
+_CONTEXT = """
+SELECT o.id AS outbox_id, o.attempts, o.parts_done, o.conversation_id,
+       m.id AS message_id, m.kind, m.text, m.payload, m.sent_by, m.messaging_type, m.tag,
+       m.reply_to, m.created_at,
+       c.id AS contact_id, c.external_id AS contact_external_id, c.wa_id, c.bsuid,
+       c.last_inbound_at,
+       ch.id AS channel_id, ch.type AS channel_type, ch.external_id AS channel_external_id,
+       ch.status AS channel_status, ch.access_token_enc, ch.page_id, ch.waba_id, ch.rate_limit
+FROM outbox o
+JOIN messages m ON m.id = o.message_id
+JOIN contacts c ON c.id = m.contact_id
+JOIN channels ch ON ch.id = o.channel_id
+"""
+
+
+def claim_due(db: Database, now: str, limit: int) -> list[dict[str, Any]]:
+    """Mark up to ``limit`` due rows ``sending`` (one per conversation, the oldest) and return
+    everything needed to send them."""
+    ids = [r["id"] for r in many(
+        db,
+        """SELECT o.id FROM outbox o
+           WHERE o.state = 'queued' AND o.next_attempt_at <= ?
+             AND o.id = (SELECT min(o2.id) FROM outbox o2 WHERE o2.conversation_id = o.conversation_id)
+           ORDER BY o.next_attempt_at, o.id LIMIT ?""",
+        [now, limit],
+    )]
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    db.execute(
+        f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id IN ({marks})", ids
+    )
+    rows = many(db, _CONTEXT + f" WHERE o.id IN ({marks}) ORDER BY o.id", ids)
+    for row in rows:
+        row["payload"] = json.loads(row["payload"])
+    return rows
+
+
+def next_due_at(db: Database) -> str | None:
+    return scalar(db, "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'")
+
+
+def mark_part_sent(db: Database, outbox_id: int, parts_done: int) -> None:
+    db.execute("UPDATE outbox SET parts_done = ? WHERE id = ?", [parts_done, outbox_id])
+
+
+def mark_sent(
+    db: Database,
+    outbox_id: int,
+    message_id: int,
+    external_ids: list[str],
+    now: str,
+    *,
+    messaging_type: str | None = None,
+    tag: str | None = None,
+) -> None:
+    """Meta accepted every part; record how it was sent (the policy decides at send time)."""
+    db.execute("DELETE FROM outbox WHERE id = ?", [outbox_id])
+    db.execute(
+        "UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ? WHERE id = ?",
+        [messaging_type, tag, message_id],
+    )
+    first = external_ids[0] if external_ids else None
+    if len(external_ids) > 1:
+        db.execute(
+            "UPDATE messages SET payload = json_set(payload, '$.part_ids', json(?)) WHERE id = ?",
+            [json.dumps(external_ids), message_id],
+        )
+    db.execute(
+        "UPDATE messages SET sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?) WHERE id = ?",
+        [now, first, message_id],
+    )
+    advance_status(db, message_id, "sent", now)
+
+
+def mark_retry(db: Database, outbox_id: int, *, next_attempt_at: str, error: str) -> None:
+    db.execute(
+        "UPDATE outbox SET state = 'queued', next_attempt_at = ?, last_error = ? WHERE id = ?",
+        [next_attempt_at, error, outbox_id],
+    )
+
+
+def mark_failed(
+    db: Database, outbox_id: int, message_id: int, *, code: str | None, reason: str, now: str
+) -> None:
+    db.execute("DELETE FROM outbox WHERE id = ?", [outbox_id])
+    advance_status(db, message_id, "failed", now, error=(code, reason))
+
+
+def recover_in_doubt(db: Database, *, resend_at: str) -> int:
+    """After a crash: rows left ``sending`` may have reached Meta. Give their echo/status until
+    ``resend_at`` to settle them; then they go out again."""
+    return db.execute(
+        "UPDATE outbox SET state = 'queued', next_attempt_at = ?, last_error = 'in doubt after restart' "
+        "WHERE state = 'sending'",
+        [resend_at],
+    ).rowcount
+
+
+def settle(db: Database, message_id: int, part: int, external_id: str | None, now: str) -> bool:
+    """Meta reported part ``part`` of a message we still hold as queued (in doubt after a
+    crash, or awaiting a retry): record that the parts up to it went out and make the row due,
+    so the sender sends only what is left (possibly nothing) instead of repeating it. A row
+    being sent right now (``sending``) is left to the sender."""
+    cursor = db.execute(
+        """UPDATE outbox SET parts_done = MAX(parts_done, ?), next_attempt_at = ?
+           WHERE message_id = ? AND state = 'queued' AND attempts > 0""",
+        [part + 1, now, message_id],
+    )
+    if cursor.rowcount and external_id:
+        db.execute(
+            "UPDATE messages SET external_id = COALESCE(external_id, ?) WHERE id = ?",
+            [external_id, message_id],
+        )
+    return cursor.rowcount == 1
+
+
+def depth(db: Database) -> int:
+    return int(scalar(db, "SELECT count(*) FROM outbox") or 0)

@@ -1,0 +1,160 @@
+"""The appliance's settings: every ``AAT_`` environment variable, read once at the entry point.
+
+Names are part of the public contract (``docs/spec/api.md``) and are flat (``AAT_META_APP_SECRET``,
+not ``AAT_META__APP_SECRET``), so the fields are flat too and grouped here by comment. Tests
+build ``Settings(...)`` directly; ``tests/appliance/test_settings_documented.py`` fails when a
+field is missing from the README's settings table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "ChannelType", "CHANNEL_TYPES"]
+
+ChannelType = Literal["messenger", "instagram", "whatsapp"]
+CHANNEL_TYPES: tuple[str, ...] = ("messenger", "instagram", "whatsapp")
+
+
+class Settings(BaseSettings):
+    """Configuration of one appliance process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AAT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage and keys -------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("./data"),
+        description="Directory holding the encrypted workspace database, its wrapped data key "
+        "and the task queue.",
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        description="Base64 of 32 random bytes that wraps the workspace data key and encrypts "
+        "tokens field by field. Takes precedence over AAT_MASTER_KEY_FILE.",
+    )
+    master_key_file: Path | None = Field(
+        None,
+        description="File holding the master key (base64). When neither this nor "
+        "AAT_MASTER_KEY is set, a development key is generated at DATA_DIR/master.key "
+        "(mode 0600) with a loud warning.",
+    )
+
+    # --- Meta ------------------------------------------------------------------------------
+    meta_app_secret: SecretStr | None = Field(
+        None,
+        description="App Secret of the Meta app; webhooks are verified against it "
+        "(X-Hub-Signature-256). Without it every webhook POST is refused.",
+    )
+    meta_extra_app_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Further secrets accepted for webhook signatures, as a JSON list: the "
+        "Instagram app secret of an app using Instagram Login, or the previous secret "
+        "during a rotation.",
+    )
+    meta_verify_token: SecretStr | None = Field(
+        None,
+        description="The verify token typed into the Meta App Dashboard; the GET /webhooks/meta "
+        "handshake answers only when it matches.",
+    )
+    graph_api_base: str = Field(
+        "https://graph.facebook.com", description="Base URL of the Graph API (tests point it at a "
+        "local stand-in)."
+    )
+    graph_api_version: str = Field("v25.0", description="Graph API version pinned for all calls.")
+    instagram_api_base: str = Field(
+        "https://graph.instagram.com",
+        description="Base URL of the Instagram Graph API, used by Instagram channels connected "
+        "with Instagram Login (no Facebook Page).",
+    )
+
+    # --- web -------------------------------------------------------------------------------
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="The URL at which users and Meta reach this appliance (https in production).",
+    )
+    host: str = Field("127.0.0.1", description="Address `aat-appliance serve` binds to.")
+    port: int = Field(8000, description="Port `aat-appliance serve` listens on.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Minimum level of the JSON logs written to stderr."
+    )
+
+    # --- ingest ----------------------------------------------------------------------------
+    journal_retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="Days a processed webhook's raw body is kept in the journal before it is "
+        "purged (dedupe keys are kept 8 days whatever this says, to outlast Meta's retries).",
+    )
+
+    # --- outbox ----------------------------------------------------------------------------
+    rate_limit_whatsapp: int = Field(
+        80, ge=1, le=1000,
+        description="Default sends per second per WhatsApp number (Meta: 80, up to 1,000 after "
+        "an upgrade; 20 for coexistence numbers). A channel's own rate_limit overrides it.",
+    )
+    rate_limit_messenger: int = Field(
+        300, ge=1, le=300, description="Default sends per second per Facebook Page."
+    )
+    rate_limit_instagram: int = Field(
+        300, ge=1, le=300, description="Default sends per second per Instagram account."
+    )
+    send_max_attempts: int = Field(
+        8, ge=1, le=30,
+        description="Attempts for a send that fails with a transient error before it is "
+        "marked failed.",
+    )
+    send_backoff_base_seconds: float = Field(
+        1.0, gt=0,
+        description="First retry delay; each further attempt doubles it (with full jitter), "
+        "capped at 10 minutes.",
+    )
+    send_in_doubt_grace_seconds: float = Field(
+        20.0, ge=0,
+        description="After a crash, a send that may or may not have reached Meta waits this "
+        "long for its echo or status before it is sent again.",
+    )
+    http_timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout of every outside HTTP call (Graph API and others)."
+    )
+
+    # --- AI providers (used from the AI issue on) --------------------------------------------
+    anthropic_base_url: str | None = Field(
+        None, description="Base URL of the Anthropic API (default: the SDK's)."
+    )
+    openai_base_url: str | None = Field(
+        None, description="Base URL of the OpenAI API (default: the SDK's)."
+    )
+
+    @field_validator("graph_api_base", "instagram_api_base", "public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "workspace.db"
+
+    def rate_limit_for(self, channel_type: str) -> int:
+        """Default sends per second for a channel type."""
+        return {
+            "whatsapp": self.rate_limit_whatsapp,
+            "messenger": self.rate_limit_messenger,
+            "instagram": self.rate_limit_instagram,
+        }[channel_type]
+
+    def graph_url(self, path: str) -> str:
+        return f"{self.graph_api_base}/{self.graph_api_version}/{path.lstrip('/')}"
+
+    def instagram_url(self, path: str) -> str:
+        return f"{self.instagram_api_base}/{self.graph_api_version}/{path.lstrip('/')}"
+
+    def app_secrets(self) -> list[bytes]:
+        """Every secret a webhook signature may be made with, primary first."""
+        secrets = [self.meta_app_secret, *self.meta_extra_app_secrets]
+        return [s.get_secret_value().encode() for s in secrets if s and s.get_secret_value()]

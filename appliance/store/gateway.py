@@ -1,0 +1,222 @@
+"""The async gateway to one SQLCipher database: one writer thread, a few reader threads.
+
+Store functions are small synchronous functions taking a ``sqlite_utils.Database``
+(``def insert_message(db, msg) -> int``). The gateway runs them off the event loop:
+
+- ``await gateway.read(fn, *args)`` on one of N reader connections (``query_only``). WAL lets
+  readers run while the writer writes; each statement sees the latest committed state.
+- ``await gateway.write(fn, *args)`` on the single writer connection. The writer drains every
+  job waiting in its queue into one ``BEGIN IMMEDIATE`` transaction, gives each job its own
+  savepoint (a failing job rolls back alone and gets its exception), and commits once: group
+  commit, so many small writes share one fsync. A job's future resolves only after COMMIT,
+  so "the write returned" means "the write is durable".
+- ``read_sync`` / ``write_sync`` do the same from other threads (queue workers, CLI).
+
+A write function must not call the gateway itself (it would wait for its own thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from appliance.errors import ServiceUnavailable
+
+__all__ = ["Gateway", "wrap_database"]
+
+T = TypeVar("T")
+log = logging.getLogger("aat.store")
+
+_MAX_BATCH = 256
+
+
+def wrap_database(conn: Any) -> sqlite_utils.Database:
+    return sqlite_utils.Database(conn, execute_plugins=False)
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class Gateway:
+    """Owns the connections of one database; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        open_connection: Callable[[bool], Any],
+        *,
+        readers: int = 3,
+        name: str = "workspace",
+    ) -> None:
+        self._open = open_connection
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._reader_conns: list[Any] = []
+        self._reader_lock = threading.Lock()
+        self._readers = ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix=f"{name}-reader"
+        )
+        self._writer_db = wrap_database(open_connection(False))
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"{name}-writer", daemon=True
+        )
+        self._closed = False
+        self._writer.start()
+
+    # --- reads ------------------------------------------------------------------------------
+    def _reader_db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = self._open(True)
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+            db = self._local.db = wrap_database(conn)
+        return db
+
+    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        return fn(self._reader_db(), *args, **kwargs)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn, args, kwargs)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._check_open()
+        return self._readers.submit(self._run_read, fn, args, kwargs).result()
+
+    # --- writes -----------------------------------------------------------------------------
+    def submit_write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        self._check_open()
+        job = _Job(fn, args, kwargs)
+        self._jobs.put(job)
+        return job.future
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.wrap_future(self.submit_write(fn, *args, **kwargs))
+
+    def write_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.submit_write(fn, *args, **kwargs).result()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is _STOP:
+                return
+            batch: list[_Job] = [first]
+            stop_after = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+            if stop_after:
+                return
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        db = self._writer_db
+        conn = db.conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._fail_all(batch, exc)
+            return
+        batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not batch:
+            conn.execute("ROLLBACK")
+            return
+        for index, job in enumerate(batch):
+            savepoint = f"job_{index}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            try:
+                result = job.fn(db, *job.args, **job.kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {savepoint}")
+                    conn.execute(f"RELEASE {savepoint}")
+                    outcomes.append((False, exc))
+                    continue
+                # The error ended the whole transaction (disk full, I/O error): the jobs
+                # before it are gone too, so every job in the batch fails.
+                self._fail_all(batch, exc)
+                return
+            conn.execute(f"RELEASE {savepoint}")
+            outcomes.append((True, result))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._fail_all(batch, exc)
+            return
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def _fail_all(self, batch: list[_Job], exc: BaseException) -> None:
+        conn = self._writer_db.conn
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        log.error(
+            "database write failed",
+            extra={"database": self._name, "error": type(exc).__name__, "jobs": len(batch)},
+        )
+        failure = ServiceUnavailable(
+            "the database cannot take writes right now (disk full or I/O error); retry later",
+            code="storage_unavailable",
+        )
+        failure.__cause__ = exc
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(failure)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ServiceUnavailable("the database is closed", code="storage_closed")
+
+    def close(self) -> None:
+        """Finish queued writes, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        self._writer.join()
+        self._readers.shutdown(wait=True)
+        try:
+            self._writer_db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self._writer_db.conn.close()
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()

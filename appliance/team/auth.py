@@ -1,0 +1,66 @@
+"""Who is calling the JSON API, and what their role lets them do.
+
+``Authorization: Bearer <token>`` resolves to a :class:`Principal` (401 otherwise); route
+guards compare roles: ``owner`` > ``admin`` > ``agent`` (403 when too low). Session cookies
+for the browser join here in the web-app issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from appliance.team import store
+from appliance.team.credentials import TOKEN_PREFIX, hash_token
+from appliance.timeutil import from_iso, to_iso, utcnow
+
+__all__ = ["Principal", "BearerAuthMiddleware", "requires"]
+
+# last_used_at is informational; refresh it at most this often (it costs a write).
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: str  # "token" | "user"
+    id: int
+    role: str
+    name: str
+    user_id: int | None = None
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+            raise NotAuthorizedException()
+        runtime = connection.app.state.runtime
+        row = await runtime.db.read(store.principal_for_token, hash_token(token))
+        if row is None:
+            raise NotAuthorizedException()
+        now = utcnow()
+        if row["last_used_at"] is None or now - from_iso(row["last_used_at"]) > _TOUCH_EVERY:
+            runtime.db.submit_write(store.touch_token, row["id"], to_iso(now))
+        principal = Principal(kind="token", id=row["id"], role=row["role"], name=row["name"])
+        return AuthenticationResult(user=principal, auth=None)
+
+
+def requires(role: str):  # noqa: ANN201 - a Litestar guard
+    """A guard admitting ``role`` and every role above it."""
+    needed = store.ROLE_RANK[role]
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if store.ROLE_RANK[principal.role] < needed:
+            raise PermissionDeniedException(detail=f"this needs the {role} role or higher; you are {principal.role}")
+
+    guard.__name__ = f"requires_{role}"
+    return guard

@@ -1,0 +1,75 @@
+"""``/api/v1/me`` and ``/api/v1/users``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from appliance.web.api import RuntimeDep
+from appliance.errors import Forbidden
+from appliance.team import store
+from appliance.team.auth import Principal, requires
+from appliance.team.credentials import hash_password
+from appliance.timeutil import iso_now
+
+__all__ = ["me", "UserController", "NewUser", "public_user"]
+
+Email = Annotated[str, StringConstraints(
+    strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+)]
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+    role: Literal["owner", "admin", "agent"]
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+    password: Annotated[str, StringConstraints(min_length=12, max_length=1024)] | None = Field(
+        None, description="At least 12 characters; omit to invite the user to choose one later."
+    )
+
+
+def public_user(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(row["id"]), "email": row["email"], "name": row["name"], "role": row["role"],
+            "created_at": row["created_at"], "disabled": row["disabled_at"] is not None}
+
+
+@get("/me")
+async def me(request: Request[Principal, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
+    """Who is calling: the signed-in user, or the API token used."""
+    principal = request.user
+    user = None
+    if principal.user_id is not None:
+        row = await runtime.db.read(store.get_user, principal.user_id)
+        user = {"id": str(row["id"]), "email": row["email"], "role": row["role"]}
+    token = {"id": str(principal.id), "name": principal.name, "role": principal.role} \
+        if principal.kind == "token" else None
+    return {"user": user, "token": token, "csrf_token": None}
+
+
+class UserController(Controller):
+    path = "/users"
+    guards = [requires("admin")]
+
+    @get("/")
+    async def list_users(self, runtime: RuntimeDep) -> dict[str, Any]:
+        rows = await runtime.db.read(store.list_users)
+        return {"items": [public_user(r) for r in rows], "next_cursor": None}
+
+    @post("/", status_code=201)
+    async def create_user(
+        self, data: JSONBody[NewUser], request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
+        if data.role == "owner" and request.user.role != "owner":
+            raise Forbidden("only an owner can add another owner")
+        # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
+        password_hash = await asyncio.to_thread(hash_password, data.password) if data.password else None
+        row = await runtime.db.write(
+            store.create_user, email=data.email, role=data.role, name=data.name,
+            password_hash=password_hash, now=iso_now(),
+        )
+        return public_user(row)

@@ -1,0 +1,105 @@
+"""Helpers shared by the channel adapter tests: the Meta fixtures, delivery builders, and a
+Graph API stand-in built on ``httpx.MockTransport``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from appliance.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
+
+PAGE_ID = "112233445566778"
+PSID = "2460001112223334"
+IG_ID = "17841455566677788"
+IGSID = "6120001112223334"
+PHONE_NUMBER_ID = "109876543210987"
+WABA_ID = "203040506070809"
+T_MS = 1795721862367
+T_S = 1795721862
+TOKEN = "EAAG-secret-token"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def at_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def at_s(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def messaging_event(
+    sender: str = PSID, recipient: str = PAGE_ID, timestamp: Any = T_MS, **variant: Any
+) -> dict[str, Any]:
+    """One ``messaging[]`` item; ``variant`` is e.g. ``message={...}``."""
+    event: dict[str, Any] = {"sender": {"id": sender}, "recipient": {"id": recipient}}
+    if timestamp is not None:
+        event["timestamp"] = timestamp
+    event.update(variant)
+    return event
+
+
+def messaging_entry(
+    asset_id: str = PAGE_ID, events: list[Any] | None = None, time: Any = T_MS,
+    key: str = "messaging",
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": asset_id, key: events or []}
+    if time is not None:
+        entry["time"] = time
+    return entry
+
+
+def delivery(obj: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    return {"object": obj, "entry": list(entries)}
+
+
+def wa_value(**fields: Any) -> dict[str, Any]:
+    """A WhatsApp change ``value`` with the standard metadata plus ``fields``."""
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
+    }
+    value.update(fields)
+    return value
+
+
+def wa_delivery(*values: dict[str, Any], field: str = "messages") -> dict[str, Any]:
+    return {"object": "whatsapp_business_account", "entry": [{
+        "id": WABA_ID, "changes": [{"field": field, "value": v} for v in values],
+    }]}
+
+
+def make_settings() -> Settings:
+    return Settings(
+        graph_api_base="https://graph.test", instagram_api_base="https://ig.test",
+        graph_api_version="v25.0", http_timeout_seconds=5.0,
+    )
+
+
+class MockGraph:
+    """Records every request and answers with ``respond(request)``."""
+
+    def __init__(self, respond: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.requests: list[httpx.Request] = []
+        self._respond = respond
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self._respond(request)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+
+    @property
+    def last_json(self) -> Any:
+        return json.loads(self.requests[-1].content)

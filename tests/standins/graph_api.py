@@ -1,0 +1,218 @@
+"""A stand-in for Meta's Graph API send endpoints: a real HTTP server on loopback.
+
+It speaks Meta's wire format (``POST /{version}/{id}/messages`` with a Bearer token, JSON in,
+``{"recipient_id", "message_id"}`` / ``{"messaging_product", "contacts", "messages"}`` out,
+``{"error": {...}}`` on failure), records every request exactly as received, and enforces
+Meta's limits: per-asset sends per sliding second, and the message-size limits of
+docs/spec/meta-platform.md §5. A request that breaks a limit is answered the way Meta would
+(code 130429 / 613 / 100) and also recorded in ``violations``, which tests assert is empty.
+
+Tests script failures with :meth:`GraphStandIn.fail_next` (Graph error bodies, bare HTTP
+statuses, or a dropped connection) and read :attr:`requests`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["GraphStandIn", "RecordedRequest", "Scripted"]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    json: Any
+    at: float
+
+
+@dataclass
+class Scripted:
+    """One scripted answer: an HTTP status with a Graph error, a raw body, or a dropped
+    connection (``drop=True``)."""
+
+    status: int = 400
+    error: dict[str, Any] | None = None
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+    delay: float = 0.0
+
+
+_WHATSAPP_LIMITS = {"text": 4096, "button_title": 20, "buttons": 3, "rows": 10, "row_title": 24, "body": 1024}
+
+
+class GraphStandIn:
+    def __init__(self, *, rate_limits: dict[str, int] | None = None) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.violations: list[str] = []
+        self.tokens: dict[str, str] = {}  # asset id -> the token it accepts (default: any)
+        self.rate_limits = rate_limits or {}  # asset id -> sends per second (default 80/300)
+        self._script: dict[str, deque[Scripted]] = defaultdict(deque)
+        self._sent_at: dict[str, deque[float]] = defaultdict(deque)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> GraphStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- scripting ------------------------------------------------------------------------
+    def fail_next(self, asset_id: str, *answers: Scripted) -> None:
+        with self._lock:
+            self._script[asset_id].extend(answers)
+
+    @staticmethod
+    def graph_error(code: int, *, subcode: int | None = None, status: int = 400,
+                    message: str = "error", headers: dict[str, str] | None = None) -> Scripted:
+        error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code,
+                                 "fbtrace_id": f"trace{code}"}
+        if subcode is not None:
+            error["error_subcode"] = subcode
+        return Scripted(status=status, error=error, headers=headers or {})
+
+    def sends_to(self, asset_id: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.split("/")[2:3] == [asset_id]]
+
+    # --- the server -------------------------------------------------------------------------
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                path, _, query = self.path.partition("?")
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+                record = RecordedRequest("POST", path, query, {k.lower(): v for k, v in self.headers.items()},
+                                         body, time.monotonic())
+                status, payload, headers, drop, delay = standin._answer(record)
+                if delay:
+                    time.sleep(delay)
+                if drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _answer(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str], bool, float]:
+        parts = req.path.strip("/").split("/")
+        with self._lock:
+            self.requests.append(req)
+            if len(parts) != 3 or parts[2] != "messages":
+                return 404, {"error": {"message": "Unknown path", "code": 803}}, {}, False, 0.0
+            asset = parts[1]
+            if not self._check_rate(asset, req.at):
+                self.violations.append(f"rate limit exceeded for {asset}")
+                return 400, {"error": {"message": "rate limit", "code": 130429 if self._is_whatsapp(req) else 613}}, {}, False, 0.0
+            auth = req.headers.get("authorization", "")
+            expected = self.tokens.get(asset)
+            if not auth.startswith("Bearer ") or (expected is not None and auth != f"Bearer {expected}"):
+                return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190, "error_subcode": 463}}, {}, False, 0.0
+            problem = self._check_body(req.json)
+            if problem:
+                self.violations.append(f"{asset}: {problem}")
+                return 400, {"error": {"message": f"(#100) {problem}", "code": 100}}, {}, False, 0.0
+            if self._script[asset]:
+                s = self._script[asset].popleft()
+                payload = s.body if s.body is not None else {"error": s.error or {"message": "error"}}
+                return s.status, payload, s.headers, s.drop, s.delay
+            n = next(self._ids)
+        if self._is_whatsapp(req):
+            to = req.json.get("to") or req.json.get("recipient")
+            return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                         "messages": [{"id": f"wamid.OUT{n}", "message_status": "accepted"}]}, {}, False, 0.0
+        return 200, {"recipient_id": (req.json.get("recipient") or {}).get("id"), "message_id": f"m_OUT{n}"}, {}, False, 0.0
+
+    @staticmethod
+    def _is_whatsapp(req: RecordedRequest) -> bool:
+        return isinstance(req.json, dict) and req.json.get("messaging_product") == "whatsapp"
+
+    def _check_rate(self, asset: str, at: float) -> bool:
+        limit = self.rate_limits.get(asset, 300)
+        window = self._sent_at[asset]
+        while window and at - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= limit:
+            return False
+        window.append(at)
+        return True
+
+    @staticmethod
+    def _check_body(body: Any) -> str | None:
+        """Meta's documented limits; the first one broken, or None."""
+        if not isinstance(body, dict):
+            return "body is not a JSON object"
+        if body.get("messaging_product") == "whatsapp":
+            if not (body.get("to") or body.get("recipient")):
+                return "missing recipient"
+            kind = body.get("type")
+            if kind == "text" and len(body["text"]["body"]) > _WHATSAPP_LIMITS["text"]:
+                return "text too long"
+            if kind == "interactive":
+                inter = body["interactive"]
+                if len(inter.get("body", {}).get("text", "")) > 4096:
+                    return "interactive body too long"
+                buttons = inter.get("action", {}).get("buttons", [])
+                if len(buttons) > _WHATSAPP_LIMITS["buttons"]:
+                    return "too many buttons"
+                if any(len(b["reply"]["title"]) > _WHATSAPP_LIMITS["button_title"] for b in buttons):
+                    return "button title too long"
+                rows = [r for s in inter.get("action", {}).get("sections", []) for r in s.get("rows", [])]
+                if len(rows) > _WHATSAPP_LIMITS["rows"]:
+                    return "too many rows"
+                if any(len(r["title"]) > _WHATSAPP_LIMITS["row_title"] for r in rows):
+                    return "row title too long"
+            return None
+        recipient = body.get("recipient")
+        if not isinstance(recipient, dict) or not (recipient.get("id") or recipient.get("comment_id")):
+            return "missing recipient"
+        message = body.get("message")
+        if not isinstance(message, dict):
+            return "missing message"
+        if body.get("messaging_type") == "MESSAGE_TAG" and not body.get("tag"):
+            return "MESSAGE_TAG without tag"
+        if len(message.get("text", "")) > 2000:
+            return "text too long"
+        replies = message.get("quick_replies", [])
+        if len(replies) > 13 or any(len(q.get("title", "")) > 20 for q in replies):
+            return "quick replies over the limit"
+        return None
