@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     )
     send_backoff_base_seconds: float = Field(
         1.0, gt=0,
-        description="First retry delay; each further attempt doubles it (with full jitter), "
+        description="First retry delay; each further attempt doubles it (with jitter), "
         "capped at 10 minutes.",
     )
     send_in_doubt_grace_seconds: float = Field(

@@ -1,0 +1,106 @@
+"""The gateway: one writer with group commit, readers beside it, futures resolved after COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from appliance.errors import NotFound, ServiceUnavailable
+from appliance.store import connection
+from appliance.store.gateway import Gateway
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Gateway:
+    path = tmp_path / "g.db"
+    conn = connection.connect(path, KEY)
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT UNIQUE)")
+    conn.commit()
+    conn.close()
+    gw = Gateway(lambda readonly: connection.connect(path, KEY, readonly=readonly), readers=2)
+    yield gw
+    gw.close()
+
+
+def insert(db: sqlite_utils.Database, label: str) -> int:
+    return int(db.execute("INSERT INTO items (label) VALUES (?)", [label]).lastrowid)
+
+
+def count(db: sqlite_utils.Database) -> int:
+    return db.execute("SELECT count(*) FROM items").fetchone()[0]
+
+
+async def test_write_then_read(gateway: Gateway) -> None:
+    assert await gateway.write(insert, "a") == 1
+    assert await gateway.read(count) == 1
+
+
+async def test_concurrent_writes_share_commits_and_all_land(gateway: Gateway) -> None:
+    ids = await asyncio.gather(*(gateway.write(insert, f"item {i}") for i in range(200)))
+    assert sorted(ids) == list(range(1, 201))
+    assert await gateway.read(count) == 200
+
+
+async def test_a_failing_job_rolls_back_alone(gateway: Gateway) -> None:
+    def insert_then_fail(db: sqlite_utils.Database) -> None:
+        insert(db, "half")
+        raise NotFound("nothing here")
+
+    results = await asyncio.gather(
+        gateway.write(insert, "first"),
+        gateway.write(insert_then_fail),
+        gateway.write(insert, "first"),  # unique violation
+        gateway.write(insert, "last"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], NotFound)
+    assert isinstance(results[2], sqlite3.IntegrityError)
+    labels = await gateway.read(lambda db: [r[0] for r in db.execute("SELECT label FROM items ORDER BY id")])
+    assert labels == ["first", "last"]
+
+
+async def test_cancelled_caller_does_not_break_the_writer(gateway: Gateway) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow(db: sqlite_utils.Database) -> None:
+        started.set()
+        release.wait(5)
+
+    blocker = asyncio.ensure_future(gateway.write(slow))
+    await asyncio.to_thread(started.wait, 5)
+    doomed = asyncio.ensure_future(gateway.write(insert, "never"))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    release.set()
+    await blocker
+    assert await gateway.write(insert, "after") >= 1
+    labels = await gateway.read(lambda db: [r[0] for r in db.execute("SELECT label FROM items")])
+    assert labels == ["after"]
+
+
+def test_sync_writes_from_threads(gateway: Gateway) -> None:
+    threads = [threading.Thread(target=gateway.write_sync, args=(insert, f"t{i}")) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gateway.read_sync(count) == 20
+
+
+def test_closed_gateway_refuses_work(tmp_path: Path, gateway: Gateway) -> None:
+    gateway.write_sync(insert, "x")
+    gateway.close()
+    with pytest.raises(ServiceUnavailable):
+        gateway.write_sync(insert, "y")
+    # everything acknowledged before close is on disk
+    conn = connection.connect(tmp_path / "g.db", KEY, readonly=True)
+    assert conn.execute("SELECT label FROM items").fetchall() == [("x",)]
+    conn.close()
