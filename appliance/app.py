@@ -21,7 +21,10 @@ from appliance import __version__
 from appliance.connections.routes import ChannelController
 from appliance.contacts.routes import ContactController
 from appliance.inbox.routes import ConversationController
+from appliance.flows import tasks as flow_tasks
+from appliance.flows.routes import FlowController
 from appliance.ingest import tasks as ingest_tasks
+from appliance.ingest.apply import ApplySummary
 from appliance.ingest.processor import JournalProcessor
 from appliance.ingest.routes import receive_webhook, verify_subscription
 from appliance.outbox.sender import Sender
@@ -58,9 +61,14 @@ def create_app(
     workspace: Workspace | None = None,
     http_client: httpx.AsyncClient | None = None,
     run_queue: bool = True,
+    close_workspace: bool = False,
 ) -> Litestar:
     """Build the appliance. ``workspace``/``http_client`` let tests inject their own (a
-    workspace opened on a temp dir, a client whose base URLs point at local stand-ins)."""
+    workspace opened on a temp dir, a client whose base URLs point at local stand-ins).
+
+    The lifespan closes what it opened; a given workspace only with ``close_workspace`` (the
+    CLI passes its own and asks for that: uvicorn re-raises SIGTERM after shutdown, so code
+    after ``uvicorn.run`` never runs, and the WAL must still be checkpointed)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -72,6 +80,16 @@ def create_app(
             gateway=ws.gateway, settings=settings, client=client, fields=ws.fields, metrics=runtime.metrics
         )
         app.state.runtime = runtime
+
+        async def after_apply(summary: ApplySummary) -> None:
+            runtime.followups.dispatch(summary.followups)
+            # An echo or status can settle an in-doubt send and make the messages behind it due.
+            if summary.changed_messages:
+                runtime.wake_sender()
+
+        runtime.followups.loop = asyncio.get_running_loop()
+        runtime.processor.executors = runtime.call_kinds()
+        runtime.processor.listeners.append(after_apply)
         await runtime.sender.recover()
         workers = [
             asyncio.create_task(runtime.processor.run(), name="journal-processor"),
@@ -81,6 +99,7 @@ def create_app(
         if run_queue:
             huey = create_huey(settings.data_dir)
             ingest_tasks.register(huey, runtime)
+            flow_tasks.register(huey, runtime)
             consumer = InProcessConsumer(huey, workers=1, periodic=True, check_worker_health=False)
             consumer.start()
         runtime.ready = True
@@ -98,12 +117,14 @@ def create_app(
                 await asyncio.to_thread(consumer.stop, True)
             if http_client is None:
                 await client.aclose()
-            if workspace is None:
+            if workspace is None or close_workspace:
                 await asyncio.to_thread(ws.close)
 
     api = Router(
         path="/api/v1",
-        route_handlers=[ChannelController, ContactController, ConversationController, UserController, me],
+        route_handlers=[
+            ChannelController, ContactController, ConversationController, FlowController, UserController, me,
+        ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
     )
     return Litestar(

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -69,12 +68,12 @@ def workspace(settings: Settings) -> Iterator[Workspace]:
 
 @pytest.fixture
 async def client(settings: Settings, workspace: Workspace) -> AsyncIterator[AsyncTestClient]:
-    """The app with its real lifespan; requests go through the ASGI stack in-process."""
-    http = httpx.AsyncClient(timeout=httpx.Timeout(2.0))
-    app = create_app(settings, workspace=workspace, http_client=http, run_queue=False)
+    """The app with its real lifespan (its own HTTP client, pointed at the stand-in by the
+    settings); requests go through the ASGI stack. The app runs on the test client's portal
+    thread and loop: tests watch it through HTTP and the thread-safe gateway."""
+    app = create_app(settings, workspace=workspace, run_queue=False)
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
-    await http.aclose()
 
 
 @pytest.fixture

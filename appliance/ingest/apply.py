@@ -4,11 +4,13 @@ One journal row is applied atomically with the row's own state change: either ev
 the delivery is stored and the row is ``processed``/``failed``, or nothing is (a crash replays
 it). Each event runs in its own savepoint, so one event that fails (a bug, a constraint) is
 recorded as a problem and the others are still stored. Dedupe keys are claimed in the same
-savepoint as the event's effects, so a replayed delivery is stored once.
+savepoint as the event's effects, so a replayed delivery is stored once, and answered once:
+flows react to a new message inside that same savepoint (:func:`appliance.flows.runner.on_inbound`).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +27,13 @@ from appliance.channels.events import (
     StatusUpdate,
 )
 from appliance.connections.store import channel_for_asset
+from appliance.flows import runner
+from appliance.flows.runner import Followups, InboundFacts
 from appliance.contacts import store as contacts
 from appliance.inbox import store as inbox
 from appliance.ingest import journal
 from appliance.outbox import store as outbox
+from appliance.store.rows import scalar
 from appliance.timeutil import to_iso
 
 __all__ = ["InboundNote", "ApplySummary", "apply_delivery"]
@@ -56,6 +61,8 @@ class ApplySummary:
     inbound: list[InboundNote] = field(default_factory=list)
     changed_messages: list[int] = field(default_factory=list)
     changed_conversations: set[int] = field(default_factory=set)
+    followups: Followups = field(default_factory=Followups)
+    executors: frozenset[str] = frozenset()
 
 
 def _attachments(items: tuple[Attachment, ...]) -> list[dict[str, Any]]:
@@ -115,6 +122,17 @@ def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: Appl
     s.changed_messages.append(message_id)
     s.changed_conversations.add(conversation_id)
     s.inbound.append(InboundNote(message_id, contact_id, conversation_id, ch["id"], created, ev))
+    if ev.standby or ev.kind == "reaction":
+        return  # another app owns the thread, or nothing to answer
+    first_words = created or not scalar(
+        db, "SELECT 1 FROM messages WHERE contact_id = ? AND direction = 'in' AND kind != 'comment' "
+            "AND id != ? LIMIT 1", [contact_id, message_id])
+    facts = InboundFacts(
+        contact_id=contact_id, conversation_id=conversation_id, channel=ev.channel, kind=ev.kind,
+        text=ev.text, payload=payload, new_contact=bool(first_words) and ev.kind != "comment",
+        occurred_at=occurred,
+    )
+    s.followups.merge(runner.on_inbound(db, facts, now, seed=random.randrange(2**31), executors=s.executors))
 
 
 def _apply_echo(db: Database, ch: dict[str, Any], ev: Echo, s: ApplySummary, now: str) -> None:
@@ -215,10 +233,13 @@ def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -
 
 
 def apply_delivery(
-    db: Database, journal_id: int, parsed: ParsedWebhook, now: str
+    db: Database, journal_id: int, parsed: ParsedWebhook, now: str,
+    *, executors: frozenset[str] = frozenset(),
 ) -> ApplySummary:
-    """Store every event of one journal row and mark the row; see the module docstring."""
-    summary = ApplySummary(journal_id=journal_id, events=len(parsed.events), ignored=parsed.ignored)
+    """Store every event of one journal row, let flows react, and mark the row; see the
+    module docstring. ``executors`` names the outside-call kinds that can run (AI, HTTP...)."""
+    summary = ApplySummary(journal_id=journal_id, events=len(parsed.events), ignored=parsed.ignored,
+                           executors=executors)
     summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
     for index, event in enumerate(parsed.events):
         try:

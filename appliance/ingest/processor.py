@@ -47,7 +47,7 @@ def _parse(journal_id: int, body: bytes) -> _Parsed:
     return _Parsed(journal_id, parsed)
 
 
-def _apply_batch(db: Database, batch: list[_Parsed]) -> list[ApplySummary]:
+def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) -> list[ApplySummary]:
     now = iso_now()
     summaries = []
     for item in batch:
@@ -55,7 +55,7 @@ def _apply_batch(db: Database, batch: list[_Parsed]) -> list[ApplySummary]:
             continue  # another process (a CLI replay) got there first
         try:
             with db.atomic():
-                summaries.append(apply_delivery(db, item.journal_id, item.parsed, now))
+                summaries.append(apply_delivery(db, item.journal_id, item.parsed, now, executors=executors))
         except Exception as exc:  # noqa: BLE001 - a poison row is marked, never retried forever
             problem = f"the delivery could not be applied ({type(exc).__name__})"
             journal.finish(db, item.journal_id, events=0, duplicates=0, error=problem, now=now)
@@ -63,9 +63,34 @@ def _apply_batch(db: Database, batch: list[_Parsed]) -> list[ApplySummary]:
     return summaries
 
 
+# Events applied per writer job. Webhook acknowledgements queue behind the job on the one
+# writer thread, so a job must stay short; small deliveries still share a commit.
+EVENTS_PER_JOB = 50
+
+
+def _chunks(parsed: list[_Parsed]) -> list[list[_Parsed]]:
+    chunks: list[list[_Parsed]] = []
+    current: list[_Parsed] = []
+    weight = 0
+    for item in parsed:
+        size = max(1, len(item.parsed.events))
+        if current and weight + size > EVENTS_PER_JOB:
+            chunks.append(current)
+            current, weight = [], 0
+        current.append(item)
+        weight += size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 class JournalProcessor:
-    def __init__(self, *, gateway: Gateway, metrics: Metrics, batch: int = 64) -> None:
+    def __init__(
+        self, *, gateway: Gateway, metrics: Metrics, batch: int = 64,
+        executors: frozenset[str] = frozenset(),
+    ) -> None:
         self._db = gateway
+        self.executors = executors
         self._metrics = metrics
         self._batch = batch
         self._wake = asyncio.Event()
@@ -93,8 +118,10 @@ class JournalProcessor:
         rows = await self._db.read(journal.pending, self._batch)
         if not rows:
             return 0
-        batch = [_parse(row["id"], row["body"]) for row in rows]
-        summaries = await self._db.write(_apply_batch, batch)
+        parsed = [_parse(row["id"], row["body"]) for row in rows]
+        summaries: list[ApplySummary] = []
+        for chunk in _chunks(parsed):
+            summaries.extend(await self._db.write(_apply_batch, chunk, self.executors))
         for summary in summaries:
             self._record(summary)
             for listener in self.listeners:

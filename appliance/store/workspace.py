@@ -180,10 +180,21 @@ def rekey(settings: Settings) -> None:
 def direct_database(settings: Settings) -> Iterator[sqlite_utils.Database]:
     """One writable connection for a CLI command, inside one transaction (committed on success).
 
-    Safe beside a running server (SQLite locks; the busy timeout waits); refuses to run on a
-    database that still needs migrations, so a CLI never writes into an old schema.
+    Safe beside a running server (SQLite locks; the busy timeout waits). With no server running
+    it first applies pending migrations (so `users create` works on a fresh data directory);
+    beside a running server, which migrated at start, it refuses an unmigrated schema.
     """
     _, data_key = load_keys(settings)
+    lock = ProcessLock(settings.data_dir)
+    try:
+        lock.acquire("migrating")
+    except Conflict:
+        pass  # a server holds the lock: it applied the migrations when it started
+    else:
+        try:
+            migrate(settings, data_key)
+        finally:
+            lock.release()
     conn = connection.connect(settings.database_path, data_key)
     try:
         db = wrap_database(conn)

@@ -230,18 +230,28 @@ async def test_page_echo_is_outbound_and_self_comment_is_dropped(
     assert contact == [{"last_inbound_at": None}]  # an echo never opens the window
 
 
+def _sent_message(workspace: Workspace, external_id: str, sent_at: str = "2026-11-26T16:58:00.000Z") -> int:
+    """An outbound message as the sender leaves it after Meta accepted it (no outbox row, so
+    the running sender leaves it alone)."""
+    from appliance.inbox.store import insert_message
+
+    def insert(db: Any) -> int:
+        conversation = many(db, "SELECT id, contact_id, channel_id FROM conversations")[0]
+        return insert_message(db, {
+            "conversation_id": conversation["id"], "contact_id": conversation["contact_id"],
+            "channel_id": conversation["channel_id"], "direction": "out", "kind": "text", "text": "x",
+            "external_id": external_id, "status": "sent", "sent_by": "bot", "occurred_at": sent_at,
+            "sent_at": sent_at, "created_at": sent_at,
+        })
+
+    return workspace.gateway.write_sync(insert)
+
+
 async def test_whatsapp_statuses_update_the_outbound_message(
     client: AsyncTestClient, workspace: Workspace
 ) -> None:
     await ingest(client, fixture_bytes("whatsapp_text"))
-    conversation_id = workspace.gateway.read_sync(lambda db: scalar(db, "SELECT id FROM conversations"))
-    from appliance.outbox import store as outbox
-    message_id = workspace.gateway.write_sync(
-        lambda db: outbox.enqueue(db, conversation_id=conversation_id, kind="text", text="hi", payload={},
-                                  sent_by="user", user_id=None, messaging_type=None, tag=None,
-                                  now="2026-11-26T16:58:00.000Z"))
-    workspace.gateway.write_sync(lambda db: db.execute(
-        "UPDATE messages SET external_id = 'wamid.HBgLOUTFAKE03', status = 'sent' WHERE id = ?", [message_id]))
+    message_id = _sent_message(workspace, "wamid.HBgLOUTFAKE03")
     await ingest(client, fixture_bytes("whatsapp_status_delivered"))
     failed = fixture_json("whatsapp_status_failed_131047")
     failed["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = "wamid.HBgLOUTFAKE03"
@@ -255,14 +265,7 @@ async def test_failed_status_marks_a_sent_message_failed_with_the_code(
     client: AsyncTestClient, workspace: Workspace
 ) -> None:
     await ingest(client, fixture_bytes("whatsapp_text"))
-    conversation_id = workspace.gateway.read_sync(lambda db: scalar(db, "SELECT id FROM conversations"))
-    from appliance.outbox import store as outbox
-    message_id = workspace.gateway.write_sync(
-        lambda db: outbox.enqueue(db, conversation_id=conversation_id, kind="text", text="hi", payload={},
-                                  sent_by="user", user_id=None, messaging_type=None, tag=None,
-                                  now="2026-11-26T16:58:00.000Z"))
-    workspace.gateway.write_sync(lambda db: db.execute(
-        "UPDATE messages SET external_id = 'wamid.HBgLOUTFAKE04', status = 'sent' WHERE id = ?", [message_id]))
+    message_id = _sent_message(workspace, "wamid.HBgLOUTFAKE04")
     await ingest(client, fixture_bytes("whatsapp_status_failed_131047"))
     row = workspace.gateway.read_sync(lambda db: many(db, "SELECT status, error_code FROM messages WHERE id = ?", [message_id]))
     assert row == [{"status": "failed", "error_code": "131047"}]
@@ -270,17 +273,9 @@ async def test_failed_status_marks_a_sent_message_failed_with_the_code(
 
 async def test_messenger_delivery_and_read_watermarks(client: AsyncTestClient, workspace: Workspace) -> None:
     await ingest(client, fixture_bytes("messenger_text"))
-    conversation_id = workspace.gateway.read_sync(lambda db: scalar(db, "SELECT id FROM conversations"))
-    from appliance.outbox import store as outbox
-    ids = []
     for sent_at, mid in (("2025-11-26T17:59:00.000Z", "m_OUT001"), ("2025-11-26T18:00:01.000Z", "m_OUT002"),
                          ("2025-11-26T18:00:09.000Z", "m_OUT003")):
-        message_id = workspace.gateway.write_sync(
-            lambda db: outbox.enqueue(db, conversation_id=conversation_id, kind="text", text="x", payload={},
-                                      sent_by="bot", user_id=None, messaging_type="RESPONSE", tag=None, now=sent_at))
-        workspace.gateway.write_sync(lambda db: db.execute(
-            "UPDATE messages SET external_id = ?, status = 'sent', sent_at = ? WHERE id = ?", [mid, sent_at, message_id]))
-        ids.append(message_id)
+        _sent_message(workspace, mid, sent_at)
     # watermarks: delivered up to 18:00:00 (+ mid m_OUT001), read up to 18:00:05
     await ingest(client, fixture_bytes("messenger_delivery_read"))
     statuses = workspace.gateway.read_sync(lambda db: [r["status"] for r in many(

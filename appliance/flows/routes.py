@@ -1,0 +1,155 @@
+"""``/api/v1/flows``: documents, publishing, the schema, preview, stats, export."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import JSONBody, PathParameter, QueryParameter
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from appliance.errors import BadRequest, Unprocessable
+from appliance.flows import store
+from appliance.flows.models import flow_json_schema
+from appliance.flows.preview import run_preview
+from appliance.flows.validate import check_document, check_publish
+from appliance.team.auth import Principal, requires
+from appliance.timeutil import from_iso, iso_now, to_iso, utcnow
+from appliance.web.api import Cursor, Limit, RuntimeDep, decode_cursor, is_id, page
+
+__all__ = ["FlowController"]
+
+FlowId = Annotated[int, PathParameter(ge=1)]
+_SCHEMA = flow_json_schema()
+
+
+def _invalid(errors: list[Any], message: str) -> Unprocessable:
+    return Unprocessable(message, code="invalid_flow", details=errors)
+
+
+def _warnings(items: list[Any]) -> list[dict[str, str]]:
+    return [{"path": w.path, "message": w.message} for w in items]
+
+
+class PreviewInput(BaseModel):
+    """What the pretend contact does: type ``text``, tap a button (``payload``), or start over."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    payload: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    channel: Literal["messenger", "instagram", "whatsapp"] = "messenger"
+    reset: bool = False
+
+
+def _range(since: str | None, until: str | None) -> tuple[str, str]:
+    try:
+        end = from_iso(until) if until else utcnow() + timedelta(seconds=1)
+        start = from_iso(since) if since else end - timedelta(days=30)
+    except ValueError as exc:
+        raise BadRequest("`from` and `to` must be ISO-8601 times, e.g. 2026-11-01T00:00:00Z",
+                         code="invalid_query") from exc
+    if start >= end:
+        raise BadRequest("`from` must be before `to`", code="invalid_query")
+    return to_iso(start), to_iso(end)
+
+
+class FlowController(Controller):
+    path = "/flows"
+    guards = [requires("admin")]
+
+    @get("/schema", guards=[requires("agent")])
+    async def schema(self) -> dict[str, Any]:
+        """The JSON Schema of ``aat.flow/v1``."""
+        return _SCHEMA
+
+    @get("/")
+    async def list_flows(
+        self, runtime: RuntimeDep, limit: Annotated[int, Limit] = 50, cursor: Annotated[str | None, Cursor] = None
+    ) -> dict[str, Any]:
+        after = decode_cursor(cursor, is_id)
+        rows = await runtime.db.read(store.list_flows, after_id=after, limit=limit + 1)
+        return page(rows, limit, lambda item: int(item["id"]))
+
+    @post("/", status_code=201)
+    async def create(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
+        """Store a new draft (also how an exported document is imported)."""
+        checked = check_document(data)
+        if checked.document is None:
+            raise _invalid(checked.errors, "the flow document is invalid")
+        return await runtime.db.write(store.create_flow, checked.document.to_json(), iso_now())
+
+    @get("/{flow_id:int}")
+    async def get_flow(self, flow_id: FlowId, runtime: RuntimeDep) -> dict[str, Any]:
+        return await runtime.db.read(store.get_flow, flow_id)
+
+    @put("/{flow_id:int}")
+    async def update(self, flow_id: FlowId, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
+        """Replace the draft; the published version keeps running until the next publish."""
+        checked = check_document(data)
+        if checked.document is None:
+            raise _invalid(checked.errors, "the flow document is invalid")
+        return await runtime.db.write(store.update_flow, flow_id, checked.document.to_json(), iso_now())
+
+    @delete("/{flow_id:int}", status_code=204)
+    async def remove(self, flow_id: FlowId, runtime: RuntimeDep) -> None:
+        await runtime.db.write(store.delete_flow, flow_id, iso_now())
+
+    @post("/{flow_id:int}/publish", status_code=200)
+    async def publish(self, flow_id: FlowId, runtime: RuntimeDep) -> dict[str, Any]:
+        """Freeze the draft as a new immutable version; contacts already running stay on theirs."""
+        draft = await runtime.db.read(store.draft_document, flow_id)
+        checked = check_document(draft)
+        if checked.document is None:
+            raise _invalid(checked.errors, "the draft is invalid")
+        published = check_publish(checked.document)
+        if published.document is None:
+            raise _invalid(published.errors, "the flow cannot be published")
+        version = await runtime.db.write(store.publish, flow_id, checked.document.to_json(), iso_now())
+        return {"version": version, "warnings": _warnings(published.warnings)}
+
+    @get("/{flow_id:int}/export")
+    async def export(
+        self, flow_id: FlowId, runtime: RuntimeDep,
+        version: Annotated[int | None, QueryParameter(ge=1)] = None,
+    ) -> Response[bytes]:
+        """The document as a file (the draft, or a published ``version``)."""
+        if version is None:
+            document = await runtime.db.read(store.draft_document, flow_id)
+        else:
+            loaded = await runtime.db.read(store.load_version, flow_id, version)
+            if loaded is None:
+                raise BadRequest(f"flow {flow_id} has no version {version}", code="invalid_query")
+            document = loaded.to_json()
+        name = "".join(c if c.isalnum() else "-" for c in document.get("name", "flow")).strip("-")[:60] or "flow"
+        return Response(
+            json.dumps(document, ensure_ascii=False, indent=2).encode(),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}.aat-flow.json"'},
+        )
+
+    @get("/{flow_id:int}/stats")
+    async def stats(
+        self, flow_id: FlowId, runtime: RuntimeDep,
+        since: Annotated[str | None, QueryParameter(name="from")] = None,
+        until: Annotated[str | None, QueryParameter(name="to")] = None,
+    ) -> dict[str, Any]:
+        """Runs by outcome and, per step, entered/completed/dropped and clicks per button."""
+        start, end = _range(since, until)
+        result = await runtime.db.read(store.stats, flow_id, start, end)
+        return {**result, "from": start, "to": end}
+
+    @post("/{flow_id:int}/preview", status_code=200)
+    async def preview(
+        self, flow_id: FlowId, data: JSONBody[PreviewInput], request: Request[Principal, Any, Any],
+        runtime: RuntimeDep,
+    ) -> dict[str, Any]:
+        """Talk to the draft as a pretend contact; returns what the bot would send."""
+        owner = f"{request.user.kind}:{request.user.id}"
+        return await runtime.db.write(
+            run_preview, flow_id, owner, channel=data.channel, text=data.text, payload=data.payload,
+            reset=data.reset, now=iso_now(),
+        )
+
+

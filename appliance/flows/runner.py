@@ -1,0 +1,327 @@
+"""The runner: feeds the pure engine and performs its effects, inside the writer's transaction.
+
+Called from the ingest path for every new inbound message (same savepoint as storing the
+message, so a replayed delivery neither stores nor answers twice), from timers, and with the
+results of outside calls. Effects become rows: messages in the outbox (sent by the sender),
+tags and fields on the contact, timers (woken by the queue), step records (stats). Work that
+must happen after the commit (scheduling timers, running outside calls) is returned in a
+:class:`Followups` for the caller to do.
+
+Before any trigger: a conversation handed to a human (``bot_paused``) gets no automation; the
+subscription words (STOP / START ...) change ``subscribed``; a tap on one of our buttons
+resolves to its run (an ended run's buttons still work: the run resumes there); a run waiting
+for an answer takes the message.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+
+from appliance.contacts import store as contacts
+from appliance.flows import engine, store, subscriptions
+from appliance.flows.effects import (
+    AddTag,
+    CallOut,
+    CallResult,
+    ClearField,
+    Click,
+    ContactView,
+    Context,
+    EngineEvent,
+    GotoFlow,
+    Handoff,
+    NotifyTeam,
+    OutButton,
+    PublicReply,
+    RemoveTag,
+    Reply,
+    RunState,
+    Schedule,
+    Send,
+    SetField,
+    StartRun,
+    StepRecord,
+    Subscribe,
+    TimerFired,
+    parse_button_payload,
+)
+from appliance.flows.triggers import Candidate, Inbound, match_trigger
+from appliance.outbox import store as outbox
+from appliance.store.rows import one, scalar
+from appliance.timeutil import from_iso, to_iso
+
+__all__ = ["Followups", "InboundFacts", "on_inbound", "fire_timer", "on_call_result", "MAX_GOTO"]
+
+MAX_GOTO = 5
+# Kinds whose outside call has an executor; the others end in `not_configured` at once.
+CallExecutors = frozenset[str]
+
+
+@dataclass
+class Followups:
+    """What the caller does after the transaction commits."""
+
+    timers: list[tuple[str, str]] = field(default_factory=list)  # (token, due_at)
+    calls: list[tuple[int, CallOut]] = field(default_factory=list)  # (run_id, call)
+    queued_messages: int = 0
+
+    def merge(self, other: Followups) -> None:
+        self.timers += other.timers
+        self.calls += other.calls
+        self.queued_messages += other.queued_messages
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFacts:
+    """The parts of a stored inbound message the runner needs."""
+
+    contact_id: int
+    conversation_id: int
+    channel: str
+    kind: str
+    text: str | None
+    payload: dict[str, Any]
+    new_contact: bool
+    occurred_at: str
+
+
+def _button_buttons(buttons: tuple[OutButton, ...]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in (("title", b.title), ("payload", b.payload), ("url", b.url)) if v} for b in buttons]
+
+
+class _Session:
+    """One transaction's worth of running: the engine, its effects, the budget of gotos."""
+
+    def __init__(self, db: Database, now: str, seed: int, workspace_name: str, executors: CallExecutors) -> None:
+        self.db = db
+        self.now = now
+        self.rng = random.Random(seed)
+        self.workspace_name = workspace_name
+        self.executors = executors
+        self.followups = Followups()
+        self.gotos = 0
+
+    def ctx(self) -> Context:
+        return Context(now=from_iso(self.now), seed=self.rng.randrange(2**31), workspace_name=self.workspace_name)
+
+    def drive(self, state: RunState, event: EngineEvent, conversation_id: int) -> RunState:
+        """Step the engine and perform everything it asked for, until nothing is left to do."""
+        flow = store.load_version(self.db, state.flow_id, state.version)
+        if flow is None:
+            state = state.evolve(status="error", waiting=None)
+            store.save_run(self.db, state, self.now)
+            return state
+        pending: list[EngineEvent] = [event]
+        while pending:
+            state, effects = engine.step(flow, state, pending.pop(0), self.ctx())
+            records: list[tuple[str, str, str | None]] = []
+            goto: str | None = None
+            for effect in effects:
+                if isinstance(effect, StepRecord):
+                    records.append((effect.step, effect.event, effect.detail))
+                elif isinstance(effect, GotoFlow):
+                    goto = effect.flow
+                elif isinstance(effect, CallOut):
+                    if effect.kind in self.executors:
+                        self.followups.calls.append((state.run_id, effect))
+                    else:
+                        pending.append(CallResult(step=effect.step, ok=False, error="not_configured"))
+                else:
+                    self.perform(effect, state, conversation_id)
+            store.record_steps(self.db, state, records, self.now)
+            store.save_run(self.db, state, self.now)
+            if goto is not None:
+                return self.goto(goto, state, conversation_id)
+        return state
+
+    def goto(self, reference: str, previous: RunState, conversation_id: int) -> RunState:
+        target = store.find_published(self.db, reference)
+        if target is None or self.gotos >= MAX_GOTO:
+            return previous
+        self.gotos += 1
+        contact = previous.contact or store.contact_view(self.db, _contact_of(self.db, previous.run_id))[0]
+        state = store.create_run(self.db, flow_id=target[0], version=target[1], contact_id=contact.id,
+                                 trigger="goto_flow", now=self.now, contact=contact)
+        return self.drive(state, StartRun("goto_flow"), conversation_id)
+
+    def perform(self, effect: Any, state: RunState, conversation_id: int) -> None:  # noqa: PLR0912
+        contact_id = state.contact.id if state.contact else _contact_of(self.db, state.run_id)
+        if isinstance(effect, Send):
+            self.send(effect, state, conversation_id)
+        elif isinstance(effect, PublicReply):
+            outbox.enqueue(self.db, conversation_id=conversation_id, kind="comment", text=effect.text,
+                           payload={"public_reply_to": effect.comment_id}, sent_by="bot", user_id=None,
+                           messaging_type=None, tag=None, now=self.now)
+            self.followups.queued_messages += 1
+        elif isinstance(effect, Schedule):
+            due = to_iso(effect.at)
+            store.add_timer(self.db, effect.token, state.run_id, effect.kind, due)
+            self.followups.timers.append((effect.token, due))
+        elif isinstance(effect, AddTag):
+            contacts.add_tag(self.db, contact_id, effect.tag, self.now)
+        elif isinstance(effect, RemoveTag):
+            contacts.remove_tag(self.db, contact_id, effect.tag)
+        elif isinstance(effect, SetField | ClearField):
+            value = effect.value if isinstance(effect, SetField) else None
+            contacts.update_contact(self.db, contact_id, {"fields": {effect.name: value}}, self.now)
+        elif isinstance(effect, Subscribe):
+            contacts.update_contact(self.db, contact_id, {"subscribed": effect.subscribed}, self.now)
+        elif isinstance(effect, NotifyTeam):
+            self.db.execute("INSERT INTO notifications (conversation_id, text, created_at) VALUES (?, ?, ?)",
+                            [conversation_id, effect.text, self.now])
+        elif isinstance(effect, Handoff):
+            assignee = None
+            if effect.assign_to:
+                assignee = scalar(self.db, "SELECT id FROM users WHERE email = ? AND disabled_at IS NULL",
+                                  [effect.assign_to])
+            self.db.execute(
+                "UPDATE conversations SET bot_paused = 1, status = 'open', "
+                "assignee_id = COALESCE(?, assignee_id), updated_at = ? WHERE id = ?",
+                [assignee, self.now, conversation_id],
+            )
+
+    def send(self, effect: Send, state: RunState, conversation_id: int) -> None:
+        payload: dict[str, Any] = {"flow": {"flow_id": state.flow_id, "version": state.version,
+                                            "run_id": state.run_id, "step": effect.step}}
+        if effect.buttons:
+            payload["buttons"] = _button_buttons(effect.buttons)
+        if effect.quick_replies:
+            payload["quick_replies"] = _button_buttons(effect.quick_replies)
+        if effect.cards:
+            payload["cards"] = [
+                {"title": c.title, "subtitle": c.subtitle, "image_url": c.image_url,
+                 "buttons": _button_buttons(c.buttons)} for c in effect.cards
+            ]
+        if effect.media:
+            payload["media"] = dict(effect.media)
+        if effect.meta:
+            payload["meta"] = dict(effect.meta)
+        if effect.private_reply_to:
+            comment = one(self.db, "SELECT channel_id, occurred_at FROM messages WHERE kind = 'comment' "
+                                   "AND external_id = ? ORDER BY id LIMIT 1", [effect.private_reply_to])
+            if comment is None:
+                return
+            claimed = self.db.execute(
+                "INSERT OR IGNORE INTO comment_private_replies (channel_id, comment_id, run_id, at) VALUES (?, ?, ?, ?)",
+                [comment["channel_id"], effect.private_reply_to, state.run_id, self.now],
+            ).rowcount
+            if not claimed:
+                return  # one private reply per comment, whatever Meta redelivers
+            payload["private_reply_to"] = effect.private_reply_to
+            payload["comment_created_at"] = comment["occurred_at"]
+        kind = effect.media["type"] if effect.media and not effect.text else "text"
+        outbox.enqueue(self.db, conversation_id=conversation_id, kind=kind, text=effect.text, payload=payload,
+                       sent_by="bot", user_id=None, messaging_type=None, tag=None, now=self.now)
+        self.followups.queued_messages += 1
+
+
+def _contact_of(db: Database, run_id: int) -> int:
+    return int(scalar(db, "SELECT contact_id FROM flow_runs WHERE id = ?", [run_id]))
+
+
+def _workspace_name(db: Database) -> str:
+    return scalar(db, "SELECT value FROM workspace_settings WHERE key = 'name'") or ""
+
+
+def on_inbound(
+    db: Database, facts: InboundFacts, now: str, *, seed: int, executors: CallExecutors = frozenset()
+) -> Followups:
+    """React to one new inbound message (see the module docstring for the order of checks)."""
+    session = _Session(db, now, seed, _workspace_name(db), executors)
+    view, row = store.contact_view(db, facts.contact_id)
+    if row["bot_paused"]:
+        return session.followups
+    subscription = subscriptions.command(db, facts.text)
+    if subscription is not None and facts.kind in ("text", "quick_reply"):
+        subscriptions.apply(db, facts.contact_id, facts.conversation_id, subscription, now)
+        session.followups.queued_messages += 1
+        return session.followups
+    active = store.active_run(db, facts.contact_id, view)
+    own = parse_button_payload(facts.payload.get("payload") or facts.payload.get("id"))
+    if own is not None:
+        resumed = _resume_from_button(session, facts, view, active, *own)
+        if resumed:
+            return session.followups
+    if active is not None:
+        flow = store.load_version(db, active.flow_id, active.version)
+        if flow is not None and engine.accepts(flow, active, Reply(facts.text, facts.kind)):
+            session.drive(active, Reply(facts.text, facts.kind), facts.conversation_id)
+            return session.followups
+    match = match_trigger(
+        [Candidate(fid, version, doc) for fid, version, doc in store.published_candidates(db)],
+        Inbound(
+            channel=facts.channel, kind=facts.kind, text=facts.text,
+            payload=None if own else (facts.payload.get("payload") or facts.payload.get("id")),
+            ref=facts.payload.get("ref") or (facts.payload.get("referral") or {}).get("ref"),
+            post_id=facts.payload.get("post_id") or facts.payload.get("media_id"),
+            new_contact=facts.new_contact,
+        ),
+    )
+    if match is None:
+        return session.followups
+    state = store.create_run(db, flow_id=match.flow_id, version=match.version, contact_id=facts.contact_id,
+                             trigger=match.trigger, now=now, contact=view)
+    comment_id = facts.payload.get("comment_id") if facts.kind == "comment" else None
+    if comment_id:
+        trigger = store.load_version(db, match.flow_id, match.version).triggers[match.trigger_index]  # type: ignore[union-attr]
+        public = getattr(trigger, "public_reply", None)
+        if public:
+            session.perform(PublicReply(comment_id, public), state, facts.conversation_id)
+    session.drive(state, StartRun(match.trigger, comment_id=comment_id), facts.conversation_id)
+    return session.followups
+
+
+def _resume_from_button(
+    session: _Session, facts: InboundFacts, view: ContactView, active: RunState | None,
+    run_id: int, click: Click,
+) -> bool:
+    found = store.get_run(session.db, run_id, view)
+    if found is None or found[1] != facts.contact_id:
+        return False
+    state, _ = found
+    if state.status != "active":
+        if active is not None:
+            return False  # another flow is running now; let triggers decide
+        # The button of an ended run still works: the run resumes at the button's target.
+        state = state.evolve(status="active", waiting="reply", step=click.step)
+        session.db.execute("UPDATE flow_runs SET status = 'active', ended_at = NULL WHERE id = ?", [run_id])
+    elif active is not None and active.run_id != run_id:
+        return False
+    session.drive(state, click, facts.conversation_id)
+    return True
+
+
+def fire_timer(
+    db: Database, token: str, now: str, *, seed: int, executors: CallExecutors = frozenset()
+) -> Followups:
+    """A timer is due: give it to its run if the run still waits for it."""
+    session = _Session(db, now, seed, _workspace_name(db), executors)
+    timer = store.take_timer(db, token, now)
+    if timer is None:
+        return session.followups
+    contact_id = _contact_of(db, timer["run_id"])
+    view, row = store.contact_view(db, contact_id)
+    found = store.get_run(db, timer["run_id"], view)
+    if found is None or found[0].status != "active" or found[0].timer != token or row["bot_paused"]:
+        return session.followups
+    session.drive(found[0], TimerFired(token), row["conversation_id"])
+    return session.followups
+
+
+def on_call_result(
+    db: Database, run_id: int, result: CallResult, now: str, *, seed: int,
+    executors: CallExecutors = frozenset(),
+) -> Followups:
+    session = _Session(db, now, seed, _workspace_name(db), executors)
+    contact_id = _contact_of(db, run_id)
+    view, row = store.contact_view(db, contact_id)
+    found = store.get_run(db, run_id, view)
+    if found is None or found[0].status != "active":
+        return session.followups
+    session.drive(found[0], result, row["conversation_id"])
+    return session.followups
+

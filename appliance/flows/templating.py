@@ -1,0 +1,55 @@
+"""``{{contact.first_name|there}}``: the template language of flow texts. Rendering never raises.
+
+Names: ``contact.first_name``, ``contact.last_name``, ``contact.name``, ``contact.channel``,
+``contact.fields.NAME``, ``workspace.name``. After ``|`` comes the fallback used when the value
+is missing or empty. An unknown name renders as its fallback, or empty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["render_template", "TEMPLATE"]
+
+TEMPLATE = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*(?:\|([^}]*))?\}\}")
+
+
+def _lookup(name: str, values: Mapping[str, Any]) -> Any:
+    current: Any = values
+    for part in name.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return None
+    return current
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return ""
+    return str(value)
+
+
+def render_template(text: str | None, values: Mapping[str, Any]) -> str:
+    """Substitute every ``{{name|fallback}}`` in ``text`` from ``values`` (nested mappings)."""
+    if not text:
+        return ""
+
+    def substitute(match: re.Match[str]) -> str:
+        rendered = _text(_lookup(match.group(1), values))
+        if rendered.strip():
+            return rendered
+        return (match.group(2) or "").strip()
+
+    try:
+        return TEMPLATE.sub(substitute, text)
+    except Exception:  # noqa: BLE001 - the contract is "never raises"
+        return text
