@@ -296,11 +296,13 @@ def _resume_from_button(
 
 
 def fire_timer(
-    db: Database, token: str, now: str, *, seed: int, executors: CallExecutors = frozenset()
+    db: Database, token: str, now: str, *, seed: int, executors: CallExecutors = frozenset(),
+    due_before: str | None = None,
 ) -> Followups:
-    """A timer is due: give it to its run if the run still waits for it."""
+    """A timer is due (by ``due_before``, default ``now``): give it to its run if the run still
+    waits for it."""
     session = _Session(db, now, seed, _workspace_name(db), executors)
-    timer = store.take_timer(db, token, now)
+    timer = store.take_timer(db, token, now, due_before)
     if timer is None:
         return session.followups
     contact_id = _contact_of(db, timer["run_id"])

@@ -239,10 +239,11 @@ def next_timer_at(db: Database) -> str | None:
     return scalar(db, "SELECT min(due_at) FROM flow_timers WHERE fired_at IS NULL")
 
 
-def take_timer(db: Database, token: str, now: str) -> dict[str, Any] | None:
-    """Claim a due timer once (whichever of the scheduled task and the sweep comes first)."""
+def take_timer(db: Database, token: str, now: str, due_before: str | None = None) -> dict[str, Any] | None:
+    """Claim a timer due by ``due_before`` (default ``now``) once, whichever of the scheduled
+    task and the sweep comes first."""
     row = one(db, "SELECT token, run_id, kind, due_at FROM flow_timers WHERE token = ? AND fired_at IS NULL "
-                  "AND due_at <= ?", [token, now])
+                  "AND due_at <= ?", [token, due_before or now])
     if row is None:
         return None
     db.execute("UPDATE flow_timers SET fired_at = ? WHERE token = ?", [now, token])

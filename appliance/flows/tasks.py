@@ -25,19 +25,20 @@ __all__ = ["register", "fire_due_timers", "FollowupDispatcher"]
 log = logging.getLogger("aat.flows")
 
 
-def fire_due_timers(runtime: Runtime, now: str | None = None) -> dict[str, Any]:
-    """Fire every due timer (the sweep; also what tests call to make time pass)."""
-    now = now or iso_now()
-    tokens = runtime.db.read_sync(store.due_timers, now)
+def fire_due_timers(runtime: Runtime, due_before: str | None = None) -> dict[str, Any]:
+    """Fire every timer due by ``due_before`` (default: now). The sweep; tests pass a later
+    time to make time pass."""
+    due_before = due_before or iso_now()
+    tokens = runtime.db.read_sync(store.due_timers, due_before)
     for token in tokens:
-        fire_one(runtime, token, now)
+        fire_one(runtime, token, due_before)
     return {"fired": len(tokens)}
 
 
-def fire_one(runtime: Runtime, token: str, now: str | None = None) -> None:
+def fire_one(runtime: Runtime, token: str, due_before: str | None = None) -> None:
     followups = runtime.db.write_sync(
-        runner.fire_timer, token, now or iso_now(), seed=random.randrange(2**31),
-        executors=runtime.call_kinds(),
+        runner.fire_timer, token, iso_now(), seed=random.randrange(2**31),
+        executors=runtime.call_kinds(), due_before=due_before,
     )
     runtime.followups.dispatch(followups)
 
