@@ -22,7 +22,7 @@ from appliance.connections.routes import ChannelController
 from appliance.contacts.routes import ContactController
 from appliance.inbox.routes import ConversationController
 from appliance.flows import tasks as flow_tasks
-from appliance.flows.routes import FlowController
+from appliance.flows.routes import FlowController, flow_schema
 from appliance.ingest import tasks as ingest_tasks
 from appliance.ingest.apply import ApplySummary
 from appliance.ingest.processor import JournalProcessor
@@ -123,7 +123,8 @@ def create_app(
     api = Router(
         path="/api/v1",
         route_handlers=[
-            ChannelController, ContactController, ConversationController, FlowController, UserController, me,
+            ChannelController, ContactController, ConversationController, FlowController, flow_schema,
+            UserController, me,
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
     )

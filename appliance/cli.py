@@ -1,18 +1,21 @@
 """``aat-appliance``: serve, migrate, users, tokens, rekey, journal.
 
 Every command reads ``Settings`` once (environment, ``.env``) and applies its own flags on
-top. Errors are printed as one plain sentence with exit code 1; never a stack trace.
+top. Every failure, a usage error included, is printed as one plain line on stderr
+(``error: ...``) with exit code 1; never a stack trace.
 """
 
 from __future__ import annotations
 
-import functools
+import os
+
+import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from appliance.errors import AatError
 from appliance.settings import Settings
@@ -21,25 +24,61 @@ from appliance.timeutil import iso_now
 __all__ = ["main"]
 
 
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _problems(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """``--email: is not an email address; password: ...`` from a pydantic error."""
+    names = names or {}
+    parts = []
+    for error in exc.errors():
+        where = ".".join(map(str, error["loc"]))
+        parts.append(f"{names.get(where, where)}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def _message(exc: BaseException) -> str:
+    """What to tell the operator about ``exc``, in one line."""
+    if isinstance(exc, click.UsageError):
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        return exc.format_message() + hint
+    if isinstance(exc, click.ClickException):
+        return exc.format_message()
+    if isinstance(exc, click.Abort):
+        return "aborted"
+    if isinstance(exc, AatError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return f"invalid settings: {_problems(exc)}"
+    if isinstance(exc, sqlite3.Error):
+        return f"the workspace database cannot be used: {exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+class _Cli(click.Group):
+    """The root group: turns every exception into one line on stderr and exit code 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a bare group: its help is the answer
+            sys.exit(1)
+        except (Exception, click.Abort) as exc:  # noqa: BLE001 - the one place errors are shown
+            click.echo(f"error: {_one_line(_message(exc))}", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    try:
-        return Settings(**values)
-    except ValueError as exc:  # pydantic ValidationError
-        raise click.ClickException(f"invalid settings: {exc}") from exc
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AatError as exc:
-            raise click.ClickException(exc.message) from exc
-
-    return wrapper
+    return Settings(**values)
 
 
 data_dir_option = click.option(
@@ -48,7 +87,7 @@ data_dir_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=_Cli)
 @click.version_option(package_name="aat-systems")
 def main() -> None:
     """AAT appliance: one workspace, one process, one encrypted file."""
@@ -58,20 +97,29 @@ def main() -> None:
 @click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @data_dir_option
-@_friendly
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Migrate, then serve the web app, the webhook receiver and the workers."""
-    import uvicorn
-
-    from appliance.app import create_app
     from appliance.logs import configure_logging
-    from appliance.store.workspace import ProcessLock, open_workspace
-    from appliance.team.demo import ensure_demo_login
+    from appliance.store.workspace import ProcessLock
 
     settings = _settings(data_dir, host=host, port=port)
     configure_logging(settings.log_level)
+    os.umask(0o077)  # the database, its WAL and the queue are readable by this user only
     lock = ProcessLock(settings.data_dir)
     lock.acquire("starting a second server on the same data directory")
+    try:
+        _serve(settings)
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from appliance.app import create_app
+    from appliance.store.workspace import open_workspace
+    from appliance.team.demo import ensure_demo_login
+
     workspace = open_workspace(settings)
     try:
         demo = None
@@ -79,7 +127,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
             demo = workspace.gateway.write_sync(ensure_demo_login, iso_now())
         _banner(settings, workspace.master.generated_dev_key, demo)
         uvicorn.run(
-            create_app(settings, workspace=workspace),
+            # The lifespan closes the workspace (checkpointing the WAL): uvicorn re-raises
+            # SIGTERM after shutdown, so the `finally` below does not run on a clean stop.
+            create_app(settings, workspace=workspace, close_workspace=True),
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -89,7 +139,6 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         )
     finally:
         workspace.close()
-        lock.release()
 
 
 def _banner(settings: Settings, dev_key: bool, demo: Any) -> None:
@@ -99,7 +148,7 @@ def _banner(settings: Settings, dev_key: bool, demo: Any) -> None:
         warning = [
             "!" * 78,
             "!! WARNING: DEVELOPMENT MASTER KEY",
-            f"!! No AAT_MASTER_KEY or AAT_MASTER_KEY_FILE is set, so the key that unlocks this",
+            "!! No AAT_MASTER_KEY or AAT_MASTER_KEY_FILE is set, so the key that unlocks this",
             f"!! workspace was generated at {settings.data_dir / 'master.key'}, next to the data.",
             "!! Anyone with this directory can read everything. Never use this in production:",
             "!! set AAT_MASTER_KEY (base64 of 32 random bytes) or AAT_MASTER_KEY_FILE.",
@@ -117,7 +166,6 @@ def _banner(settings: Settings, dev_key: bool, demo: Any) -> None:
 
 @main.command()
 @data_dir_option
-@_friendly
 def migrate(data_dir: Path | None) -> None:
     """Apply pending database migrations (the server also does this at start)."""
     from appliance.store.workspace import ProcessLock, load_keys
@@ -136,7 +184,6 @@ def migrate(data_dir: Path | None) -> None:
 
 @main.command()
 @data_dir_option
-@_friendly
 def rekey(data_dir: Path | None) -> None:
     """Rotate the workspace data key and re-encrypt the database with it."""
     from appliance.store.workspace import ProcessLock
@@ -163,22 +210,20 @@ def users() -> None:
 @click.option("--name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @data_dir_option
-@_friendly
 def users_create(email: str, role: str, name: str, password_stdin: bool, data_dir: Path | None) -> None:
-    """Create a user (argon2id password)."""
-    from pydantic import ValidationError
-
+    """Create a user (argon2id password). Without --password-stdin the user has no password
+    yet and cannot sign in until one is set."""
     from appliance.store.workspace import direct_database
     from appliance.team import store
     from appliance.team.credentials import hash_password
-    from appliance.team.routes import NewUser
+    from appliance.team.models import NewUser
 
     password = sys.stdin.read().rstrip("\r\n") if password_stdin else None
     try:
         user = NewUser(email=email, role=role, name=name, password=password)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.ClickException(problems) from exc
+        names = {"email": "--email", "name": "--name", "role": "--role", "password": "the password"}
+        raise click.ClickException(_problems(exc, names)) from exc
     settings = _settings(data_dir)
     password_hash = hash_password(user.password) if user.password else None
     with direct_database(settings) as db:
@@ -196,13 +241,14 @@ def tokens() -> None:
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--role", type=click.Choice(["owner", "admin", "agent"]), default="admin", show_default=True)
 @data_dir_option
-@_friendly
 def tokens_create(name: str, role: str, data_dir: Path | None) -> None:
     """Create an API token; it is printed once, as the last line."""
     from appliance.store.workspace import direct_database
     from appliance.team import store
     from appliance.team.credentials import hash_token, new_api_token
 
+    if not name.strip() or len(name) > 200:
+        raise click.BadParameter("give a name of 1 to 200 characters", param_hint="'--name'")
     settings = _settings(data_dir)
     token = new_api_token()
     with direct_database(settings) as db:
@@ -220,7 +266,6 @@ def journal() -> None:
 @journal.command("retry")
 @click.option("--id", "journal_id", type=int, default=None, help="One row (default: every failed row).")
 @data_dir_option
-@_friendly
 def journal_retry(journal_id: int | None, data_dir: Path | None) -> None:
     """Put failed deliveries back in the queue; the server processes them again."""
     from appliance.ingest import journal as store
@@ -229,6 +274,8 @@ def journal_retry(journal_id: int | None, data_dir: Path | None) -> None:
     settings = _settings(data_dir)
     with direct_database(settings) as db:
         count = store.retry_failed(db, journal_id)
+    if journal_id is not None and count == 0:
+        raise click.ClickException(f"journal row {journal_id} does not exist, has not failed, or was purged")
     click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued again")
 
 

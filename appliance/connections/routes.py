@@ -1,19 +1,20 @@
-"""``/api/v1/channels``: connect, list and disconnect Meta assets. Tokens are write-only."""
+"""``/api/v1/channels``: connect, list and disconnect Meta assets. Tokens are write-only: no
+response carries one, and DELETE erases the stored token in the same transaction."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, post
-from litestar.params import JSONBody, PathParameter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from litestar.params import JSONBody
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from appliance.web.api import RuntimeDep
 from appliance.connections import store
 from appliance.team.auth import requires
 from appliance.timeutil import iso_now
+from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
-__all__ = ["ChannelController", "ConnectChannel"]
+__all__ = ["ChannelController", "ConnectChannel", "public_channel"]
 
 MetaId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,32}$")]
 
@@ -33,9 +34,30 @@ class ConnectChannel(BaseModel):
     )
     rate_limit: int | None = Field(None, ge=1, le=1000, description="Sends per second; default per type")
 
+    @model_validator(mode="after")
+    def _fits_type(self) -> ConnectChannel:
+        if self.waba_id is not None and self.type != "whatsapp":
+            raise ValueError("waba_id belongs to WhatsApp channels only")
+        if self.page_id is not None and self.type != "instagram":
+            raise ValueError("page_id belongs to Instagram channels only")
+        return self
+
 
 def public_channel(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "id": str(row["id"])}
+    """The API shape; listed field by field so that no stored column (the token) leaks."""
+    return {
+        "id": str(row["id"]),
+        "type": row["type"],
+        "external_id": row["external_id"],
+        "name": row["name"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "waba_id": row["waba_id"],
+        "page_id": row["page_id"],
+        "rate_limit": row["rate_limit"],
+        "connected_at": row["connected_at"],
+        "created_at": row["created_at"],
+    }
 
 
 class ChannelController(Controller):
@@ -43,12 +65,20 @@ class ChannelController(Controller):
     guards = [requires("admin")]
 
     @get("/")
-    async def list_channels(self, runtime: RuntimeDep) -> dict[str, Any]:
-        rows = await runtime.db.read(store.list_channels)
-        return {"items": [public_channel(r) for r in rows], "next_cursor": None}
+    async def list_channels(
+        self,
+        runtime: RuntimeDep,
+        limit: Annotated[int, Limit] = 50,
+        cursor: Annotated[str | None, Cursor] = None,
+    ) -> dict[str, Any]:
+        """Every channel, oldest first, disconnected ones included."""
+        after = decode_cursor(cursor, is_id)
+        rows = await runtime.db.read(store.list_channels, after_id=after, limit=limit + 1)
+        return page([public_channel(r) for r in rows], limit, lambda item: int(item["id"]))
 
     @post("/", status_code=201)
     async def connect(self, data: JSONBody[ConnectChannel], runtime: RuntimeDep) -> dict[str, Any]:
+        """Connect a channel, or reconnect it with a new token (fields left out keep their values)."""
         token_enc = runtime.fields.encrypt(data.access_token, store.token_context(data.type, data.external_id))
         row = await runtime.db.write(
             store.connect_channel,
@@ -65,6 +95,7 @@ class ChannelController(Controller):
         return public_channel(row)
 
     @delete("/{channel_id:int}", status_code=200)
-    async def disconnect(self, channel_id: Annotated[int, PathParameter(ge=1)], runtime: RuntimeDep) -> dict[str, Any]:
+    async def disconnect(self, channel_id: Annotated[int, IdPath], runtime: RuntimeDep) -> dict[str, Any]:
+        """Erase the token at once and mark the channel disconnected; its conversations stay."""
         row = await runtime.db.write(store.disconnect_channel, channel_id, iso_now())
         return public_channel(row)

@@ -61,7 +61,8 @@ def connect_channel(
     rate_limit: int | None,
     now: str,
 ) -> dict[str, Any]:
-    """Create the channel, or reconnect an existing one (new token, status ``active``)."""
+    """Create the channel, or reconnect an existing one (new token, status ``active``; the
+    optional values left out, ``None``, keep what was stored)."""
     existing = one(db, "SELECT id FROM channels WHERE type = ? AND external_id = ?", [channel_type, external_id])
     if existing is None:
         db.execute(
@@ -74,15 +75,18 @@ def connect_channel(
         db.execute(
             """UPDATE channels SET name = COALESCE(?, name), status = 'active', status_reason = NULL,
                    access_token_enc = ?, waba_id = COALESCE(?, waba_id), page_id = COALESCE(?, page_id),
-                   rate_limit = ?, connected_at = ?, updated_at = ?
+                   rate_limit = COALESCE(?, rate_limit), connected_at = ?, updated_at = ?
                WHERE id = ?""",
             [name, token_enc, waba_id, page_id, rate_limit, now, now, existing["id"]],
         )
     return get_channel(db, type_and_id=(channel_type, external_id))
 
 
-def list_channels(db: Database) -> list[dict[str, Any]]:
-    return many(db, f"SELECT {PUBLIC_COLUMNS} FROM channels ORDER BY id")
+def list_channels(db: Database, *, after_id: int | None = None, limit: int = -1) -> list[dict[str, Any]]:
+    """Oldest first; ``after_id`` is the cursor (the last id of the previous page)."""
+    return many(
+        db, f"SELECT {PUBLIC_COLUMNS} FROM channels WHERE id > ? ORDER BY id LIMIT ?", [after_id or 0, limit]
+    )
 
 
 def get_channel(

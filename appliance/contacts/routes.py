@@ -5,35 +5,55 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from appliance.web.api import RuntimeDep
 from appliance.contacts import store
 from appliance.contacts.store import ContactFilter
 from appliance.team.auth import requires
 from appliance.timeutil import iso_now
-from appliance.web.api import Cursor, Limit, decode_cursor, is_id, page
+from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
 __all__ = ["ContactController", "public_contact"]
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True,
                                        pattern=r"^[^\x00-\x1f/]+$")]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
+# Profile values are one line of text: no control characters (NUL, newlines, ...).
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+FieldValue = Annotated[str, StringConstraints(max_length=2000)] | int | float | bool | None
 
 
 class ContactChanges(BaseModel):
-    """Rectification: only the fields given change; in ``fields`` a null value removes a field."""
+    """Rectification: only the fields given change. A null profile value (``name``, ``phone``,
+    ...) clears it; a ``name`` alone also sets ``first_name``/``last_name`` from it; in
+    ``fields`` a null value removes that field; ``fields`` and ``subscribed`` themselves
+    cannot be null."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: ShortText | None = None
     first_name: ShortText | None = None
     last_name: ShortText | None = None
-    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
-    fields: dict[FieldName, str | int | float | bool | None] | None = Field(None, max_length=200)
+    phone: Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+    fields: dict[FieldName, FieldValue] | None = Field(None, max_length=200)
     subscribed: bool | None = None
+
+    @field_validator("subscribed", mode="before")
+    @classmethod
+    def _a_json_boolean(cls, value: Any) -> Any:
+        # Litestar validates in lax mode, which would read "no" or 0 as false.
+        if value is not None and not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+    @field_validator("fields", "subscribed")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for values the client sent: leaving the key out is how to change nothing.
+        if value is None:
+            raise ValueError("must not be null; leave the key out to keep the current value")
+        return value
 
 
 class NewTag(BaseModel):
@@ -64,7 +84,7 @@ def public_contact(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-ContactId = Annotated[int, PathParameter(ge=1)]
+ContactId = Annotated[int, IdPath]
 
 
 class ContactController(Controller):
@@ -75,7 +95,8 @@ class ContactController(Controller):
     async def list_contacts(
         self,
         runtime: RuntimeDep,
-        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$",
+                                                description="part of a name, username, phone or id")] = None,
         tag: Annotated[str | None, QueryParameter(max_length=64)] = None,
         channel: FromQuery[Literal["messenger", "instagram", "whatsapp"] | None] = None,
         limit: Annotated[int, Limit] = 50,

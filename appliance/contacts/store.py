@@ -56,7 +56,8 @@ def upsert_contact(db: Database, channel_id: int, ref: ContactRef, now: str) -> 
     """Find or create the contact for ``ref``; fill in what Meta newly told us.
 
     Returns ``(contact_id, created)``. Known values are never blanked by a later event that
-    lacks them; a BSUID that appears later becomes the ``external_id`` (api.md: BSUID first).
+    lacks them; a BSUID that appears later becomes the ``external_id`` (api.md: BSUID first);
+    a name an agent corrected (``name_locked``) is kept whatever the profile says.
     """
     existing = _find(db, channel_id, ref)
     first, last = split_name(ref.name)
@@ -162,13 +163,20 @@ def list_contacts(
 
 
 def update_contact(db: Database, contact_id: int, changes: dict[str, Any], now: str) -> dict[str, Any]:
-    """Rectification: set the given profile fields; ``fields`` merges (a null value removes)."""
+    """Rectification: set the given profile fields; ``fields`` merges (a null value removes).
+
+    A new ``name`` given without ``first_name``/``last_name`` is split into them, as a profile
+    name is. Correcting any part of the name locks all three against the profile names later
+    webhooks carry.
+    """
     current = get_contact(db, contact_id)
     updates: dict[str, Any] = {}
+    if "name" in changes and not {"first_name", "last_name"} & changes.keys():
+        updates["first_name"], updates["last_name"] = split_name(changes["name"])
     for column in ("name", "first_name", "last_name", "phone", "username"):
         if column in changes:
             updates[column] = changes[column]
-    if "name" in changes:
+    if {"name", "first_name", "last_name"} & changes.keys():
         updates["name_locked"] = 1  # an agent's correction is not overwritten by Meta's profile
     if "subscribed" in changes:
         updates["subscribed"] = int(bool(changes["subscribed"]))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from appliance.errors import BadRequest, Unprocessable
@@ -17,11 +17,11 @@ from appliance.flows.preview import run_preview
 from appliance.flows.validate import check_document, check_publish
 from appliance.team.auth import Principal, requires
 from appliance.timeutil import from_iso, iso_now, to_iso, utcnow
-from appliance.web.api import Cursor, Limit, RuntimeDep, decode_cursor, is_id, page
+from appliance.web.api import MAX_ID, Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
-__all__ = ["FlowController"]
+__all__ = ["FlowController", "flow_schema"]
 
-FlowId = Annotated[int, PathParameter(ge=1)]
+FlowId = Annotated[int, IdPath]
 _SCHEMA = flow_json_schema()
 
 
@@ -43,10 +43,15 @@ class PreviewInput(BaseModel):
     reset: bool = False
 
 
+def _moment(text: str) -> datetime:
+    moment = from_iso(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # naive = UTC
+
+
 def _range(since: str | None, until: str | None) -> tuple[str, str]:
     try:
-        end = from_iso(until) if until else utcnow() + timedelta(seconds=1)
-        start = from_iso(since) if since else end - timedelta(days=30)
+        end = _moment(until) if until else utcnow() + timedelta(seconds=1)
+        start = _moment(since) if since else end - timedelta(days=30)
     except ValueError as exc:
         raise BadRequest("`from` and `to` must be ISO-8601 times, e.g. 2026-11-01T00:00:00Z",
                          code="invalid_query") from exc
@@ -55,14 +60,15 @@ def _range(since: str | None, until: str | None) -> tuple[str, str]:
     return to_iso(start), to_iso(end)
 
 
+@get("/flows/schema", guards=[requires("agent")])
+async def flow_schema() -> dict[str, Any]:
+    """The JSON Schema of ``aat.flow/v1`` (any role: integrators validate documents with it)."""
+    return _SCHEMA
+
+
 class FlowController(Controller):
     path = "/flows"
     guards = [requires("admin")]
-
-    @get("/schema", guards=[requires("agent")])
-    async def schema(self) -> dict[str, Any]:
-        """The JSON Schema of ``aat.flow/v1``."""
-        return _SCHEMA
 
     @get("/")
     async def list_flows(
@@ -112,7 +118,7 @@ class FlowController(Controller):
     @get("/{flow_id:int}/export")
     async def export(
         self, flow_id: FlowId, runtime: RuntimeDep,
-        version: Annotated[int | None, QueryParameter(ge=1)] = None,
+        version: Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)] = None,
     ) -> Response[bytes]:
         """The document as a file (the draft, or a published ``version``)."""
         if version is None:

@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-
+import re
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from appliance.web.api import RuntimeDep
 from appliance.errors import BadRequest
 from appliance.inbox import store
 from appliance.outbox.policy import WINDOW
 from appliance.outbox.service import queue_agent_reply
 from appliance.team.auth import Principal, requires
 from appliance.timeutil import from_iso, to_iso
-from appliance.web.api import Cursor, Limit, decode_cursor, is_id, page
+from appliance.web.api import MAX_ID, Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
 __all__ = ["ConversationController", "public_conversation"]
 
-ConversationId = Annotated[int, PathParameter(ge=1)]
-
-
-class TemplateLanguage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
+ConversationId = Annotated[int, IdPath]
+_USER_ID = re.compile(r"^[0-9]{1,19}$")
 
 
 class TemplateRef(BaseModel):
-    """A WhatsApp template, as Meta's send API takes it."""
+    """A WhatsApp template, as Meta's send API takes it; ``language`` is the code (``en_US``)
+    or Meta's own ``{"code": "en_US"}``."""
 
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
-    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")] | TemplateLanguage
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language_code(cls, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"code"}:
+            return value["code"]
+        return value
 
 
 class AgentReply(BaseModel):
@@ -100,7 +103,7 @@ class ConversationController(Controller):
         elif assignee == "me":
             assignee_id = request.user.user_id or -1
         elif assignee is not None:
-            if not assignee.isdigit():
+            if not _USER_ID.match(assignee) or int(assignee) > MAX_ID:
                 raise BadRequest("assignee must be a user id, `me` or `none`", code="invalid_query")
             assignee_id = int(assignee)
         before = decode_cursor(cursor, _conversation_cursor)
@@ -135,14 +138,7 @@ class ConversationController(Controller):
         request: Request[Principal, Any, Any],
         runtime: RuntimeDep,
     ) -> dict[str, Any]:
-        template = None
-        if data.template is not None:
-            language = data.template.language
-            template = {
-                "name": data.template.name,
-                "language": language if isinstance(language, str) else language.code,
-                "components": data.template.components,
-            }
+        template = data.template.model_dump() if data.template is not None else None
         row = await queue_agent_reply(
             runtime, conversation_id, text=data.text, template=template, user_id=request.user.user_id
         )

@@ -40,7 +40,7 @@ class _Parsed:
 def _parse(journal_id: int, body: bytes) -> _Parsed:
     try:
         payload = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
         parsed = ParsedWebhook(problems=[ParseProblem("$", "the body is not valid JSON")])
     else:
         parsed = parse_delivery(payload)
@@ -103,7 +103,13 @@ class JournalProcessor:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            if await self.process_pending() == 0:
+            try:
+                processed = await self.process_pending()
+            except Exception:  # noqa: BLE001 - keep ingesting; the row stays pending for a retry
+                log.exception("journal processing failed")
+                processed = 0
+                await asyncio.sleep(1.0)
+            if processed == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=5.0)
                 except TimeoutError:

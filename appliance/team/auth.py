@@ -1,8 +1,8 @@
 """Who is calling the JSON API, and what their role lets them do.
 
-``Authorization: Bearer <token>`` resolves to a :class:`Principal` (401 otherwise); route
-guards compare roles: ``owner`` > ``admin`` > ``agent`` (403 when too low). Session cookies
-for the browser join here in the web-app issue.
+``Authorization: Bearer <token>`` resolves to a :class:`Principal` (401 otherwise, whatever
+the method: ``OPTIONS`` too); route guards compare roles: ``owner`` > ``admin`` > ``agent``
+(403 when too low). Session cookies for the browser join here in the web-app issue.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import ASGIApp
 
 from appliance.team import store
 from appliance.team.credentials import TOKEN_PREFIX, hash_token
@@ -36,16 +37,27 @@ class Principal:
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    def __init__(self, app: ASGIApp) -> None:
+        # Litestar lets OPTIONS through unauthenticated by default; its guards would then find
+        # no user and answer 500. No method is exempt here (there is no CORS to preflight).
+        super().__init__(app, exclude_http_methods=())
+
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
+        header = connection.headers.get("authorization")
+        if not header:
+            raise NotAuthorizedException(detail="no credentials: send `Authorization: Bearer <token>`")
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
-            raise NotAuthorizedException()
+        if scheme.lower() != "bearer":
+            raise NotAuthorizedException(
+                detail="the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`"
+            )
+        if not token.startswith(TOKEN_PREFIX):
+            raise NotAuthorizedException(detail=f"this is not an API token (they start with {TOKEN_PREFIX!r})")
         runtime = connection.app.state.runtime
         row = await runtime.db.read(store.principal_for_token, hash_token(token))
         if row is None:
-            raise NotAuthorizedException()
+            raise NotAuthorizedException(detail="the API token is unknown or has been revoked")
         now = utcnow()
         if row["last_used_at"] is None or now - from_iso(row["last_used_at"]) > _TOUCH_EVERY:
             runtime.db.submit_write(store.touch_token, row["id"], to_iso(now))
@@ -57,7 +69,8 @@ def requires(role: str):  # noqa: ANN201 - a Litestar guard
     """A guard admitting ``role`` and every role above it."""
     needed = store.ROLE_RANK[role]
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        # async so that Litestar does not hop to a worker thread for a dict lookup
         principal: Principal = connection.user
         if store.ROLE_RANK[principal.role] < needed:
             raise PermissionDeniedException(detail=f"this needs the {role} role or higher; you are {principal.role}")

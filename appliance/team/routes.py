@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from appliance.web.api import RuntimeDep
 from appliance.errors import Forbidden
 from appliance.team import store
 from appliance.team.auth import Principal, requires
 from appliance.team.credentials import hash_password
+from appliance.team.models import NewUser
 from appliance.timeutil import iso_now
+from appliance.web.api import Cursor, Limit, RuntimeDep, decode_cursor, is_id, page
 
 __all__ = ["me", "UserController", "NewUser", "public_user"]
-
-Email = Annotated[str, StringConstraints(
-    strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-)]
-
-
-class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: Email
-    role: Literal["owner", "admin", "agent"]
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
-    password: Annotated[str, StringConstraints(min_length=12, max_length=1024)] | None = Field(
-        None, description="At least 12 characters; omit to invite the user to choose one later."
-    )
 
 
 def public_user(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,14 +42,22 @@ class UserController(Controller):
     guards = [requires("admin")]
 
     @get("/")
-    async def list_users(self, runtime: RuntimeDep) -> dict[str, Any]:
-        rows = await runtime.db.read(store.list_users)
-        return {"items": [public_user(r) for r in rows], "next_cursor": None}
+    async def list_users(
+        self,
+        runtime: RuntimeDep,
+        limit: Annotated[int, Limit] = 50,
+        cursor: Annotated[str | None, Cursor] = None,
+    ) -> dict[str, Any]:
+        """The team, oldest first."""
+        after = decode_cursor(cursor, is_id)
+        rows = await runtime.db.read(store.list_users, after_id=after, limit=limit + 1)
+        return page([public_user(r) for r in rows], limit, lambda item: int(item["id"]))
 
     @post("/", status_code=201)
     async def create_user(
         self, data: JSONBody[NewUser], request: Request[Principal, Any, Any], runtime: RuntimeDep
     ) -> dict[str, Any]:
+        """Add a user (admin or owner; only an owner adds an owner); 409 when the email is taken."""
         if data.role == "owner" and request.user.role != "owner":
             raise Forbidden("only an owner can add another owner")
         # argon2 takes tens of milliseconds of CPU: keep it off the event loop.

@@ -12,6 +12,7 @@ from appliance.store.rows import many, one, scalar
 
 __all__ = [
     "ROLES",
+    "ROLE_RANK",
     "create_user",
     "get_user",
     "list_users",
@@ -47,8 +48,11 @@ def get_user(db: Database, user_id: int) -> dict[str, Any]:
     return row
 
 
-def list_users(db: Database) -> list[dict[str, Any]]:
-    return many(db, f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
+def list_users(db: Database, *, after_id: int | None = None, limit: int = -1) -> list[dict[str, Any]]:
+    """Oldest first; ``after_id`` is the cursor (the last id of the previous page)."""
+    return many(
+        db, f"SELECT {_USER_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?", [after_id or 0, limit]
+    )
 
 
 def user_count(db: Database) -> int:

@@ -1,5 +1,6 @@
 -- The workspace: channels, contacts, conversations, messages, the webhook journal, the outbox,
--- the team and its API tokens. Times are ISO-8601 UTC text with milliseconds
+-- the team and its API tokens. AUTOINCREMENT keeps erased ids from being reused (a client
+-- holding the id of an erased contact must never see another person under it). Times are ISO-8601 UTC text with milliseconds
 -- ('2026-11-26T19:18:07.123Z'), so they compare correctly as strings.
 
 CREATE TABLE workspace_settings (
@@ -10,7 +11,7 @@ CREATE TABLE workspace_settings (
 -- A connected Meta asset: a Facebook Page, an Instagram professional account or a WhatsApp
 -- phone number. external_id is the id Meta routes on (page id, IG account id, phone_number_id).
 CREATE TABLE channels (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     type TEXT NOT NULL CHECK (type IN ('messenger', 'instagram', 'whatsapp')),
     external_id TEXT NOT NULL,
     name TEXT NOT NULL DEFAULT '',
@@ -28,7 +29,7 @@ CREATE TABLE channels (
 );
 
 CREATE TABLE contacts (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     channel_id INTEGER NOT NULL REFERENCES channels(id),
     external_id TEXT NOT NULL,      -- PSID, IGSID, WhatsApp BSUID (else wa_id)
     wa_id TEXT,                     -- WhatsApp phone-based id, when Meta shows it
@@ -61,7 +62,7 @@ CREATE TABLE contact_tags (
 CREATE INDEX contact_tags_tag ON contact_tags (tag, contact_id);
 
 CREATE TABLE users (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     email TEXT NOT NULL UNIQUE COLLATE NOCASE,
     name TEXT NOT NULL DEFAULT '',
     role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'agent')),
@@ -71,7 +72,7 @@ CREATE TABLE users (
 );
 
 CREATE TABLE api_tokens (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE, -- SHA-256 of the token (tokens are 256-bit random)
     prefix TEXT NOT NULL,            -- first characters, to recognise a token in lists
@@ -83,7 +84,7 @@ CREATE TABLE api_tokens (
 
 -- One conversation per contact: it opens and closes, it is never duplicated.
 CREATE TABLE conversations (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     contact_id INTEGER NOT NULL UNIQUE REFERENCES contacts(id) ON DELETE CASCADE,
     channel_id INTEGER NOT NULL REFERENCES channels(id),
     status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
@@ -97,7 +98,7 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_last_message ON conversations (last_message_at DESC, id DESC);
 
 CREATE TABLE messages (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
     contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
     channel_id INTEGER NOT NULL REFERENCES channels(id),
@@ -127,7 +128,7 @@ CREATE INDEX messages_conversation ON messages (conversation_id, id);
 
 -- Raw webhook bodies, committed before Meta gets its 200; processed in id order.
 CREATE TABLE webhook_journal (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at TEXT NOT NULL,
     body BLOB,                                 -- NULL once purged
     state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'processed', 'failed')),
@@ -157,7 +158,7 @@ CREATE INDEX seen_events_seen_at ON seen_events (seen_at);
 
 -- Outbound messages waiting to be sent (the message row holds the content and status).
 CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id INTEGER NOT NULL UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
     conversation_id INTEGER NOT NULL,
     channel_id INTEGER NOT NULL,

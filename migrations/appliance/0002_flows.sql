@@ -2,7 +2,7 @@
 -- behind the builder's stats, durable timers, and private replies sent per comment.
 
 CREATE TABLE flows (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     document TEXT NOT NULL,                 -- the draft, as last saved (JSON)
     published_version INTEGER,              -- NULL until first published
@@ -21,7 +21,7 @@ CREATE TABLE flow_versions (
 ) WITHOUT ROWID;
 
 CREATE TABLE flow_runs (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     flow_id INTEGER NOT NULL,
     version INTEGER NOT NULL,
     contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
@@ -73,7 +73,7 @@ CREATE TABLE comment_private_replies (
 
 -- "Notify team" actions and other things agents should see.
 CREATE TABLE notifications (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     conversation_id INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
     text TEXT NOT NULL,
     created_at TEXT NOT NULL,

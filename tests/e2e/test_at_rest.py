@@ -155,8 +155,6 @@ def test_the_data_dir_and_key_file_are_private(observed: Observed) -> None:
     assert stat.S_IMODE((observed.data_dir / "keys.json").stat().st_mode) == 0o600
 
 
-@pytest.mark.xfail(strict=True, reason="appliance/cli.py serve: uvicorn re-raises SIGTERM inside "
-                   "uvicorn.run, so the `finally: workspace.close()` that checkpoints the WAL never runs")
 def test_a_clean_stop_leaves_the_whole_database_in_workspace_db(observed: Observed) -> None:
     """After a clean stop the database is one file (backups and moves are file copies):
     Gateway.close() checkpoints the WAL into workspace.db and truncates it."""
