@@ -1,13 +1,15 @@
 """The ``condition`` step's operators over a contact's view.
 
 Fields are named as in templates: ``contact.first_name``, ``contact.fields.NAME``,
-``contact.channel``, ``contact.subscribed``; a bare ``NAME`` means ``contact.fields.NAME``.
+``contact.channel``, ``contact.subscribed``; a bare ``NAME`` (or ``fields.NAME``) means
+``contact.fields.NAME``.
 ``has_tag``/``not_has_tag`` take the tag in ``value`` (or in ``field`` when ``value`` is empty).
 Comparisons never raise: a value that cannot be compared makes the condition false.
 """
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from typing import Any
 
@@ -19,8 +21,11 @@ __all__ = ["evaluate", "field_value"]
 
 def field_value(contact: ContactView, name: str) -> Any:
     path = name.split(".")
-    if path[0] == "contact":
-        path = path[1:]
+    if path[0] == "fields" and len(path) > 1:
+        return contact.fields.get(".".join(path[1:]))
+    if path[0] != "contact":
+        return contact.fields.get(name)  # a bare NAME is a custom field, even `name`
+    path = path[1:]
     if not path:
         return None
     if path[0] == "fields":
@@ -29,7 +34,7 @@ def field_value(contact: ContactView, name: str) -> Any:
         return getattr(contact, path[0])
     if len(path) == 1 and path[0] == "tags":
         return sorted(contact.tags)
-    return contact.fields.get(name)
+    return None
 
 
 def _fold(value: Any) -> str:
@@ -38,14 +43,17 @@ def _fold(value: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or ``None``: "nan", "inf" and "1_000" are words here, not numbers."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value).replace(",", "."))
-    except ValueError:
+    text = value if isinstance(value, int | float) else str(value).strip().replace(",", ".")
+    if isinstance(text, str) and "_" in text:
         return None
+    try:
+        number = float(text)
+    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _truthy(value: Any) -> bool | None:
@@ -62,6 +70,8 @@ def _truthy(value: Any) -> bool | None:
 def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, bool):
         return _truthy(actual) is expected
+    if isinstance(actual, bool):  # contact.subscribed eq "yes"
+        return _truthy(expected) is actual
     if actual is None or expected is None:
         return (actual in (None, "")) and (expected in (None, ""))
     a, b = _number(actual), _number(expected)

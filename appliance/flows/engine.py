@@ -13,7 +13,9 @@ Rules it keeps (docs/spec/flow-format.md):
   its timeout goes ``on_timeout``;
 - a run started by a comment sends its first message as a private reply, then waits for the
   contact to answer before sending more (Meta allows nothing else until they write);
-- ``handoff``, ``goto_flow`` and ``end`` are terminal;
+- comments and reactions never answer a waiting run;
+- ``handoff``, ``goto_flow`` and ``end`` are terminal; a wait (timer, answer, call) that ends
+  with no step to go on to completes the run;
 - a stale timer or call result (the run moved on) is ignored.
 
 ``step`` never raises: should a bug surface, the run ends as ``error`` with what it produced so far.
@@ -25,7 +27,6 @@ import random
 import unicodedata
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 from appliance.flows import conditions
 from appliance.flows.effects import (
@@ -72,12 +73,15 @@ from appliance.flows.models import (
     MessageStep,
     RandomizerStep,
 )
-from appliance.flows.templating import TEMPLATE, render_template
+from appliance.flows.templating import render_template, render_url, render_value
 from appliance.flows.timing import wake_time
 
 __all__ = ["step", "accepts", "MAX_STEPS_PER_EVENT", "fold", "json_path"]
 
 MAX_STEPS_PER_EVENT = 50
+# A public comment or a reaction is not the contact answering in the conversation (and opens
+# no messaging window: a run waiting after its private reply must not go on because of one).
+NOT_ANSWERS = frozenset({"comment", "reaction"})
 
 
 def fold(text: str) -> str:
@@ -115,21 +119,29 @@ def _reply_buttons(step: MessageStep) -> bool:
     )
 
 
+def _title_key(text: str) -> str:
+    return fold(text).strip(" .!?")
+
+
 def _title_match(step: MessageStep, text: str) -> Click | None:
-    wanted = fold(text).strip(" .!?")
+    # Both sides lose trailing punctuation: typing "yes" taps a button titled "Yes!".
+    wanted = _title_key(text)
+    if not wanted:
+        return None
     for index, button in enumerate(step.buttons):
-        if button.next and fold(button.title) == wanted:
+        if button.next and _title_key(button.title) == wanted:
             return Click(step="", group="b", index=index)
     for index, reply in enumerate(step.quick_replies):
-        if fold(reply.title) == wanted:
+        if _title_key(reply.title) == wanted:
             return Click(step="", group="q", index=index)
     return None
 
 
 def accepts(flow: FlowDocument, state: RunState, event: Reply) -> bool:
     """Does the run take this message itself (an answer, a typed button title, the next turn
-    of an AI conversation), rather than letting triggers see it?"""
-    if state.status != "active" or state.step is None:
+    of an AI conversation), rather than letting triggers see it? Comments and reactions are
+    never answers: they are not the contact writing in the conversation."""
+    if state.status != "active" or state.step is None or event.kind in NOT_ANSWERS:
         return False
     if state.waiting in ("input", "ai_turn", "comment_reply"):
         return True
@@ -166,7 +178,10 @@ class _Machine:
         self.state = self.state.evolve(waiting=kind, **extra)
 
     def token(self, suffix: str) -> str:
-        return f"{self.state.run_id}:{self.state.step}:{suffix}:{self.ctx.seed % 1_000_000}"
+        # The time and the seed tell apart two visits of the same step, so the timer of an
+        # earlier visit is stale even when the run comes back to the step.
+        stamp = int(self.ctx.now.timestamp() * 1000)
+        return f"{self.state.run_id}:{self.state.step}:{suffix}:{stamp}:{self.ctx.seed % 1_000_000}"
 
     # --- driving ----------------------------------------------------------------------------
     def handle(self, event: EngineEvent) -> None:
@@ -185,6 +200,9 @@ class _Machine:
             self.on_call(event)
 
     def run_from(self, step_id: str | None) -> None:
+        # Leaving a wait (timer, answer, call): with nowhere to go the run is complete, not
+        # left waiting for something that already happened.
+        self.state = self.state.evolve(waiting=None, timer=None)
         current = step_id
         while current is not None:
             if self.executed >= MAX_STEPS_PER_EVENT:
@@ -335,9 +353,9 @@ class _Machine:
         if isinstance(doc, HttpRequestStep):
             return {
                 "method": doc.method,
-                "url": self.render_url(doc.url),
+                "url": render_url(doc.url, self.values()),
                 "headers": {k: self.render(v) for k, v in doc.headers.items()},
-                "body": self.render_value(doc.body),
+                "body": render_value(doc.body, self.values()),
                 "timeout_seconds": doc.timeout_seconds,
             }
         if isinstance(doc, GoogleSheetsStep):
@@ -345,19 +363,6 @@ class _Machine:
                     "values": [self.render(v) for v in doc.values]}
         return {"instructions": doc.instructions, "use_knowledge_base": doc.use_knowledge_base,
                 "provider": doc.provider, "model": doc.model, "turn": self.state.turns}
-
-    def render_url(self, url: str) -> str:
-        values = self.values()
-        return TEMPLATE.sub(lambda m: quote(render_template(m.group(0), values), safe=""), url)
-
-    def render_value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.render(value)
-        if isinstance(value, dict):
-            return {k: self.render_value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.render_value(v) for v in value]
-        return value
 
     # --- events on a waiting run ------------------------------------------------------------
     def on_click(self, event: Click) -> None:
@@ -369,7 +374,7 @@ class _Machine:
         elif event.group == "q":
             options = list(doc.quick_replies)
         else:
-            options = list(doc.cards[event.card].buttons) if event.card < len(doc.cards) else []
+            options = list(doc.cards[event.card].buttons) if 0 <= event.card < len(doc.cards) else []
         if not 0 <= event.index < len(options) or not options[event.index].next:
             return
         chosen = options[event.index]
@@ -379,6 +384,8 @@ class _Machine:
         self.run_from(chosen.next)
 
     def on_reply(self, event: Reply) -> None:
+        if event.kind in NOT_ANSWERS:
+            return
         current = self.state.step
         doc = self.flow.steps.get(current) if current else None
         if self.state.waiting == "input" and isinstance(doc, InputStep):
@@ -391,7 +398,7 @@ class _Machine:
             self.run_from(doc.next)
         elif self.state.waiting == "ai_turn" and isinstance(doc, AiReplyStep):
             text = fold(event.text or "")
-            if any(fold(k) in text for k in doc.handoff_keywords):
+            if any(fold(k) and fold(k) in text for k in doc.handoff_keywords):
                 self.complete(current, "handoff")  # type: ignore[arg-type]
                 self.emit(Handoff())
                 self.finish("handed_off")

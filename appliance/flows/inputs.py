@@ -7,6 +7,7 @@ date as ISO ``YYYY-MM-DD``, a phone as ``+digits``) or ``None`` when the answer 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,8 @@ def compile_validator(spec: str) -> re.Pattern[str] | None:
     if spec.startswith("regex:"):
         try:
             return re.compile(spec[len("regex:"):])
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
+            # OverflowError: a repeat count such as a{99999999999}.
             raise ValidatorError(f"invalid regular expression: {exc}") from exc
     raise ValidatorError(
         "must be one of text, email, phone, number, date, url, or regex:<pattern>"
@@ -47,6 +49,17 @@ def _number(text: str) -> int | float | None:
     except ValueError:
         return None
     return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def _phone(text: str) -> str | None:
+    # Any script's digits count (Arabic-Indic...), saved as ASCII; 00 is the international
+    # prefix, as + is.
+    digits = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in _PHONE_NOISE.sub("", text))
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    if re.fullmatch(r"\+?[0-9]{7,15}", digits):
+        return digits if digits.startswith("+") else "+" + digits
+    return None
 
 
 def _date(text: str) -> str | None:
@@ -70,10 +83,7 @@ def check_answer(spec: str, answer: str | None) -> Any:
     if spec == "email":
         return text.lower() if _EMAIL.match(text) else None
     if spec == "phone":
-        digits = _PHONE_NOISE.sub("", text)
-        if re.fullmatch(r"\+?\d{7,15}", digits):
-            return digits if digits.startswith("+") else "+" + digits
-        return None
+        return _phone(text)
     if spec == "number":
         return _number(text)
     if spec == "date":

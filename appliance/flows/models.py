@@ -338,8 +338,22 @@ class FlowDocument(_Strict):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
 
 
+def _closed_maps(node: Any) -> None:
+    # pydantic describes dict[StepId, ...] with patternProperties only, which lets any other
+    # key through; the models reject keys that do not match, so the schema must too.
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _closed_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_maps(value)
+
+
 def flow_json_schema() -> dict[str, Any]:
     schema = FlowDocument.model_json_schema(by_alias=True)
+    _closed_maps(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "aat.flow/v1"
     return schema

@@ -109,12 +109,16 @@ def run_preview(
     else:
         event = Reply(text, "text")
     rng = random.Random()
+    workspace_name = db.execute("SELECT value FROM workspace_settings WHERE key = 'name'").fetchone()
+    timezone = db.execute("SELECT value FROM workspace_settings WHERE key = 'timezone'").fetchone()
     transcript: list[dict[str, Any]] = []
     pending: list[EngineEvent] = [event]
     steps_taken = 0
     while pending and steps_taken < 20:
         steps_taken += 1
-        ctx = Context(now=from_iso(now), seed=rng.randrange(2**31))
+        ctx = Context(now=from_iso(now), seed=rng.randrange(2**31),
+                      workspace_name=workspace_name[0] if workspace_name else "",
+                      default_timezone=timezone[0] if timezone else "UTC")
         state, effects = engine.step(flow, state, pending.pop(0), ctx)
         for effect in effects:
             if isinstance(effect, Send):

@@ -57,6 +57,7 @@ from appliance.timeutil import from_iso, to_iso
 __all__ = ["Followups", "InboundFacts", "on_inbound", "fire_timer", "on_call_result", "MAX_GOTO"]
 
 MAX_GOTO = 5
+MAX_ROUNDS = 10  # engine steps per drive (each runs at most MAX_STEPS_PER_EVENT steps)
 # Kinds whose outside call has an executor; the others end in `not_configured` at once.
 CallExecutors = frozenset[str]
 
@@ -104,9 +105,11 @@ class _Session:
         self.executors = executors
         self.followups = Followups()
         self.gotos = 0
+        self.timezone = scalar(db, "SELECT value FROM workspace_settings WHERE key = 'timezone'") or "UTC"
 
     def ctx(self) -> Context:
-        return Context(now=from_iso(self.now), seed=self.rng.randrange(2**31), workspace_name=self.workspace_name)
+        return Context(now=from_iso(self.now), seed=self.rng.randrange(2**31),
+                       workspace_name=self.workspace_name, default_timezone=self.timezone)
 
     def drive(self, state: RunState, event: EngineEvent, conversation_id: int) -> RunState:
         """Step the engine and perform everything it asked for, until nothing is left to do."""
@@ -116,7 +119,14 @@ class _Session:
             store.save_run(self.db, state, self.now)
             return state
         pending: list[EngineEvent] = [event]
+        rounds = 0
         while pending:
+            rounds += 1
+            if rounds > MAX_ROUNDS:
+                # Results fed straight back (calls with no executor) must not spin forever.
+                state = state.evolve(status="loop_limit", waiting=None, timer=None)
+                store.save_run(self.db, state, self.now)
+                return state
             state, effects = engine.step(flow, state, pending.pop(0), self.ctx())
             records: list[tuple[str, str, str | None]] = []
             goto: str | None = None
@@ -185,6 +195,8 @@ class _Session:
             )
 
     def send(self, effect: Send, state: RunState, conversation_id: int) -> None:
+        if not (effect.text or effect.media or effect.cards):
+            return  # a text of templates that all rendered empty: nothing to send
         payload: dict[str, Any] = {"flow": {"flow_id": state.flow_id, "version": state.version,
                                             "run_id": state.run_id, "step": effect.step}}
         if effect.buttons:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.flows.models import Window
 
-__all__ = ["wake_time", "zone"]
+__all__ = ["wake_time", "zone", "known_zone"]
 
 
 def zone(*names: str | None) -> ZoneInfo:
@@ -21,9 +21,15 @@ def zone(*names: str | None) -> ZoneInfo:
             continue
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a name that is a directory of the tz database ("Europe") or too long.
             continue
     return ZoneInfo("UTC")
+
+
+def known_zone(name: str) -> bool:
+    """Is ``name`` a time zone of the IANA database (for validating documents)?"""
+    return zone(name).key == name or name == "UTC"
 
 
 def _clock(text: str) -> time:

@@ -4,7 +4,8 @@ Precedence, highest first (a pending button or input of the contact's active run
 all of these; the runner checks it): ``ref``/``postback`` -> ``comment``/``story_reply``/
 ``story_mention`` -> ``keyword`` (longest matching keyword wins) -> ``welcome`` (the contact's
 first message) -> ``default``. Ties go to the oldest flow. Keywords match case- and
-accent-insensitively (``exact``, ``contains``, ``starts_with``).
+accent-insensitively (``exact``, ``contains``, ``starts_with``); for ``exact`` and
+``starts_with`` punctuation around the text and the keyword is ignored.
 
 Comments start only ``comment`` flows (answering every comment with a default DM would spam);
 story mentions only ``story_mention`` flows; reactions nothing.
@@ -62,12 +63,14 @@ def keyword_hits(keywords: Iterable[str], text: str | None, how: str) -> int:
     best = 0
     for keyword in keywords:
         key = fold(keyword)
+        # Punctuation around the keyword is trimmed like the text's: "hello!" is "hello".
+        bare = _punctuation_trimmed(key)
         if not key:
             continue
         if how == "exact":
-            hit = trimmed == key
+            hit = trimmed == bare if bare else folded == key
         elif how == "starts_with":
-            hit = trimmed.startswith(key)
+            hit = bool(bare) and trimmed.startswith(bare)
         else:
             hit = key in folded
         if hit:

@@ -1,11 +1,12 @@
 """Validating ``aat.flow/v1`` documents: every problem, located by path.
 
 :func:`check_document` (create/update) parses the document with the models and adds the
-cross-field rules: ``start`` and every step reference exist, regexes compile, buttons have
-what a reply needs, a message with reply buttons has no ``next``. :func:`check_publish` adds
-what only matters for running: a cycle of steps that neither sends, asks nor waits (it would
-spin to the step limit), content that cannot render on a channel the flow targets (tried
-with the real channel adapters), and unreachable steps (warnings, not errors).
+cross-field rules: ``start`` and every step reference exist, regexes compile, time zones are
+known, a message with reply buttons has no ``next``. :func:`check_publish` adds what only
+matters for running: a cycle of steps without a ``message``, ``input`` or ``delay`` (it would
+spin to the step limit, or call out forever), content that cannot render on a channel the flow
+targets (tried with the real channel adapters); unreachable steps, calls without ``on_error`` and
+texts made only of templates without a fallback are warnings, not errors.
 
 Problems are :class:`~appliance.errors.Detail` ``(path, message)`` with paths like
 ``steps.ask_email.next`` or ``triggers.0.keywords``.
@@ -28,18 +29,23 @@ from appliance.flows.models import (
     ConditionStep,
     FlowDocument,
     GoogleSheetsStep,
+    HandoffStep,
     HttpRequestStep,
     InputStep,
     MessageStep,
     RandomizerStep,
 )
+from appliance.flows.templating import TEMPLATE
+from appliance.flows.timing import known_zone
 
 __all__ = ["Checked", "check_document", "check_publish", "step_targets", "CHANNELS"]
 
 CHANNELS = ("messenger", "instagram", "whatsapp")
-_TAGS = {"message", "input", "condition", "randomizer", "delay", "action", "http_request",
-         "google_sheets", "ai_reply", "handoff", "goto_flow", "end", "keyword", "comment",
-         "story_reply", "story_mention", "ref", "postback", "welcome", "default"}
+_STEP_TYPES = ("message", "input", "condition", "randomizer", "delay", "action", "http_request",
+               "google_sheets", "ai_reply", "handoff", "goto_flow", "end")
+_TRIGGER_TYPES = ("keyword", "comment", "story_reply", "story_mention", "ref", "postback", "welcome",
+                  "default")
+_TAGS = set(_STEP_TYPES + _TRIGGER_TYPES)
 _ALIASES = {"validate_": "validate", "if_": "if", "else_": "else", "from_": "from", "schema_": "schema"}
 
 
@@ -57,7 +63,22 @@ def _path(loc: tuple[Any, ...]) -> str:
     # A discriminated union puts the tag in the location (steps.ask.input.text): drop it.
     if len(parts) >= 3 and parts[0] in ("steps", "triggers") and parts[2] in _TAGS:
         del parts[2]
+    if parts and parts[-1] == "[key]":  # a bad key: the path names the key itself
+        parts.pop()
     return ".".join(_ALIASES.get(str(p), str(p)) for p in parts) or "$"
+
+
+def _detail(error: Any) -> Detail:
+    """One pydantic error as a Detail; a missing or unknown ``type`` is reported at ``.type``."""
+    loc, message = tuple(error["loc"]), error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        expected = ", ".join(_STEP_TYPES if loc[0] == "steps" else _TRIGGER_TYPES)
+        tag = error.get("ctx", {}).get("tag")
+        message = f'unknown type "{tag}"' if error["type"] == "union_tag_invalid" else "Field required"
+        loc, message = loc + ("type",), f"{message}: use one of {expected}"
+    elif loc and loc[-1] == "[key]":
+        message = f'"{loc[-2]}" is not a valid id: use 1-64 letters, digits, _ or -'
+    return Detail(_path(loc), message)
 
 
 def step_targets(doc: Any) -> Iterator[tuple[str, str]]:
@@ -94,9 +115,9 @@ def check_document(raw: Any) -> Checked:
     try:
         doc = FlowDocument.model_validate(raw)
     except ValidationError as exc:
-        errors = [Detail(_path(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        errors = [_detail(e) for e in exc.errors()]
         known = {e.path for e in errors}
-        errors += [e for e in _raw_reference_errors(raw) if e.path not in known]
+        errors += [e for e in _raw_reference_errors(raw) + _raw_regex_errors(raw) if e.path not in known]
         return Checked(None, errors)
     errors: list[Detail] = []
     if doc.start not in doc.steps:
@@ -118,10 +139,29 @@ def check_document(raw: Any) -> Checked:
                 f"steps.{step_id}.next",
                 "a message with reply buttons continues from its buttons; remove `next`",
             ))
+        window = getattr(step_doc, "window", None)
+        if window is not None and window.timezone is not None and not known_zone(window.timezone):
+            errors.append(Detail(f"steps.{step_id}.window.timezone",
+                                 f'unknown time zone "{window.timezone}"; use an IANA name such as Europe/Paris'))
     for step_id in (doc.layout or {}):
         if step_id not in doc.steps:
             errors.append(Detail(f"layout.{step_id}", f'unknown step "{step_id}"'))
     return Checked(None if errors else doc, errors)
+
+
+def _raw_regex_errors(raw: dict[str, Any]) -> list[Detail]:
+    """Bad ``validate`` values in a document that did not parse (see above)."""
+    steps = raw.get("steps")
+    if not isinstance(steps, dict):
+        return []
+    errors = []
+    for step_id, step_doc in steps.items():
+        if isinstance(step_doc, dict) and step_doc.get("type") == "input" and isinstance(step_doc.get("validate"), str):
+            try:
+                compile_validator(step_doc["validate"])
+            except ValidatorError as exc:
+                errors.append(Detail(f"steps.{step_id}.validate", str(exc)))
+    return errors
 
 
 def _raw_reference_errors(raw: dict[str, Any]) -> list[Detail]:
@@ -166,15 +206,15 @@ def _reachable(doc: FlowDocument) -> set[str]:
 
 
 def _waits(doc: Any) -> bool:
-    # Steps that send, ask or wait end the current event's walk, so a cycle through one of
-    # them advances only when the contact (or the clock) does.
-    return doc.type in ("message", "input", "delay", "http_request", "google_sheets", "ai_reply")
+    # Steps that send, ask or wait (the spec's list). Outside calls do not count: a call that
+    # is not configured answers at once, and a configured one would call out forever.
+    return doc.type in ("message", "input", "delay")
 
 
 def _silent_cycles(doc: FlowDocument) -> list[list[str]]:
-    """Cycles made only of steps that neither send, ask nor wait."""
+    """Cycles with no ``message``, ``input`` or ``delay`` step in them."""
     graph = {
-        sid: [t for _, t in step_targets(s) if t in doc.steps and not _waits(doc.steps[t])]
+        sid: list(dict.fromkeys(t for _, t in step_targets(s) if t in doc.steps and not _waits(doc.steps[t])))
         for sid, s in doc.steps.items() if not _waits(s)
     }
     cycles: list[list[str]] = []
@@ -198,7 +238,20 @@ def _silent_cycles(doc: FlowDocument) -> list[list[str]]:
     return cycles
 
 
-def _sample_outbound(step: MessageStep, channel: str) -> Outbound:
+def _sample_outbounds(step: Any) -> Iterator[tuple[str, Outbound]]:
+    """``(where, message)`` for every message a step sends whose content the document fixes."""
+    recipient = Recipient(external_id="1", wa_id="1")
+    if isinstance(step, MessageStep):
+        yield "", _sample_outbound(step)
+    elif isinstance(step, InputStep):
+        yield ".text", Outbound(recipient=recipient, text=step.text)
+        if step.retry_text:
+            yield ".retry_text", Outbound(recipient=recipient, text=step.retry_text)
+    elif isinstance(step, HandoffStep) and step.text:
+        yield ".text", Outbound(recipient=recipient, text=step.text)
+
+
+def _sample_outbound(step: MessageStep) -> Outbound:
     def button(b: Any, i: int) -> Button:
         return Button(title=b.title, url=b.url) if b.url else Button(title=b.title, payload=f"aat1:0:s:b{i}")
 
@@ -232,17 +285,17 @@ def check_publish(doc: FlowDocument) -> Checked:
     for cycle in _silent_cycles(doc):
         errors.append(Detail(
             f"steps.{cycle[0]}",
-            "these steps loop without sending, asking or waiting: " + " -> ".join(cycle)
+            "these steps loop without a message, input or delay: " + " -> ".join(cycle)
             + "; put a message, input or delay in the loop",
         ))
     for channel in _channels(doc):
         adapter = adapter_for(channel)
         for step_id, step_doc in doc.steps.items():
-            if isinstance(step_doc, MessageStep):
+            for where, outbound in _sample_outbounds(step_doc):
                 try:
-                    adapter.render(_sample_outbound(step_doc, channel))
+                    adapter.render(outbound)
                 except RenderError as exc:
-                    errors.append(Detail(f"steps.{step_id}", f"cannot be sent on {channel}: {exc}"))
+                    errors.append(Detail(f"steps.{step_id}{where}", f"cannot be sent on {channel}: {exc}"))
     if any(t.type == "comment" for t in doc.triggers):
         first = doc.steps.get(doc.start)
         if not isinstance(first, MessageStep | InputStep):
@@ -256,4 +309,25 @@ def check_publish(doc: FlowDocument) -> Checked:
         if isinstance(step_doc, HttpRequestStep | GoogleSheetsStep | AiReplyStep) and not step_doc.on_error:
             warnings.append(Detail(f"steps.{step_id}.on_error",
                                    "without on_error the run ends when this call fails"))
+        for where in _texts_that_may_vanish(step_doc):
+            warnings.append(Detail(f"steps.{step_id}.{where}",
+                                   "only templates without a fallback: for a contact without these values "
+                                   "it renders empty and cannot be sent; add a fallback ({{name|default}})"))
     return Checked(doc if not errors else None, errors, warnings)
+
+
+def _vanishes(text: str | None) -> bool:
+    # What stays of the text when every template without a fallback renders empty.
+    return bool(text) and not TEMPLATE.sub(lambda m: m.group(2) or "", text or "").strip()
+
+
+def _texts_that_may_vanish(step: Any) -> list[str]:
+    """Fields of ``step`` whose text can render empty where a message needs it."""
+    if isinstance(step, MessageStep):
+        needs_text = bool(step.buttons or step.quick_replies) or not (step.media or step.cards)
+        return ["text"] if needs_text and _vanishes(step.text) else []
+    if isinstance(step, InputStep):
+        return [f for f in ("text", "retry_text") if _vanishes(getattr(step, f))]
+    if isinstance(step, HandoffStep):
+        return ["text"] if _vanishes(step.text) else []
+    return []
