@@ -1,0 +1,71 @@
+"""Where a restart's time goes, for ``bench/footprint.py``: the steps of ``aat-appliance serve``
+timed one by one, in one fresh interpreter, on an existing data directory.
+
+    python bench/_startup_phases.py DATA_DIR PORT     (AAT_MASTER_KEY in the environment)
+
+Prints one JSON line: seconds for the imports ``serve`` needs, reading the settings,
+``open_workspace`` (keys, migrations check, connections), ``create_app``, and from
+``uvicorn.run`` to the first ``GET /readyz`` 200 (the lifespan: sender recovery, queue consumer,
+then binding the socket). Mirrors ``appliance/cli.py``'s ``serve``; it is not the shipped path.
+"""
+
+from __future__ import annotations
+
+import time
+
+started = time.perf_counter()
+
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import uvicorn  # noqa: E402
+
+import appliance.cli  # noqa: E402,F401
+from appliance.app import create_app  # noqa: E402
+from appliance.logs import configure_logging  # noqa: E402
+from appliance.settings import Settings  # noqa: E402
+from appliance.store.workspace import open_workspace  # noqa: E402
+
+marks = {"imports": time.perf_counter() - started}
+
+
+def main() -> None:
+    data_dir, port = Path(sys.argv[1]), int(sys.argv[2])
+    t = time.perf_counter()
+    settings = Settings(data_dir=data_dir, port=port, log_level="warning")
+    configure_logging(settings.log_level)
+    marks["settings"] = time.perf_counter() - t
+    t = time.perf_counter()
+    workspace = open_workspace(settings)
+    marks["open_workspace"] = time.perf_counter() - t
+    t = time.perf_counter()
+    app = create_app(settings, workspace=workspace)
+    marks["create_app"] = time.perf_counter() - t
+    serving = time.perf_counter()
+
+    def report_when_ready() -> None:
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    marks["lifespan_to_ready"] = time.perf_counter() - serving
+                    marks["total_after_interpreter_start"] = time.perf_counter() - started
+                    print(json.dumps({k: round(v, 4) for k, v in marks.items()}), flush=True)
+                    os._exit(0)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.005)
+
+    threading.Thread(target=report_when_ready, daemon=True).start()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False)
+
+
+if __name__ == "__main__":
+    main()
