@@ -23,6 +23,7 @@ from appliance.contacts.routes import ContactController
 from appliance.inbox.routes import ConversationController
 from appliance.flows import tasks as flow_tasks
 from appliance.flows.routes import FlowController, flow_schema
+from appliance.growth.routes import GrowthController, all_links
 from appliance.ingest import tasks as ingest_tasks
 from appliance.ingest.apply import ApplySummary
 from appliance.ingest.processor import JournalProcessor
@@ -124,7 +125,7 @@ def create_app(
         path="/api/v1",
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
-            UserController, me,
+            GrowthController, all_links, UserController, me,
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
     )

@@ -249,3 +249,28 @@ def _buc_minutes(header: str | None) -> float | None:
             if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
                 best = value if best is None else max(best, value)
     return best
+
+
+async def call_json(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    token: str,
+    *,
+    body: Mapping[str, Any] | None = None,
+    params: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any] | None, GraphError | None]:
+    """Any other Graph call (profile settings, lookups): ``(data, None)`` on success, else
+    ``(None, error)``. Like :func:`post_message`, it never raises and never reveals the token."""
+    try:
+        response = await client.request(
+            method, url, json=body, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+    except httpx.TimeoutException:
+        return None, GraphError(code=None, message="timeout")
+    except httpx.HTTPError:
+        return None, GraphError(code=None, message="connection failed")
+    data = _json_object(response)
+    if response.is_success and not (data and isinstance(data.get("error"), dict)):
+        return data or {}, None
+    return None, graph_error(response.status_code, data)

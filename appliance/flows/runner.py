@@ -15,6 +15,7 @@ for an answer takes the message.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ from appliance.outbox import store as outbox
 from appliance.store.rows import one, scalar
 from appliance.timeutil import from_iso, to_iso
 
-__all__ = ["Followups", "InboundFacts", "on_inbound", "fire_timer", "on_call_result", "MAX_GOTO"]
+__all__ = ["Followups", "InboundFacts", "Snapshot", "on_inbound", "fire_timer", "on_call_result", "MAX_GOTO"]
 
 MAX_GOTO = 5
 MAX_ROUNDS = 10  # engine steps per drive (each runs at most MAX_STEPS_PER_EVENT steps)
@@ -94,18 +95,42 @@ def _button_buttons(buttons: tuple[OutButton, ...]) -> list[dict[str, Any]]:
     return [{k: v for k, v in (("title", b.title), ("payload", b.payload), ("url", b.url)) if v} for b in buttons]
 
 
+class Snapshot:
+    """Reads that cannot change during one writer job (publishing and settings changes are
+    writer jobs of their own), shared by every message the job applies."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @functools.cached_property
+    def workspace_name(self) -> str:
+        return scalar(self._db, "SELECT value FROM workspace_settings WHERE key = 'name'") or ""
+
+    @functools.cached_property
+    def timezone(self) -> str:
+        return scalar(self._db, "SELECT value FROM workspace_settings WHERE key = 'timezone'") or "UTC"
+
+    @functools.cached_property
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(fid, version, doc) for fid, version, doc in store.published_candidates(self._db)]
+
+    @functools.cached_property
+    def subscription_words(self) -> dict[str, Any]:
+        return subscriptions.words(self._db)
+
+
 class _Session:
     """One transaction's worth of running: the engine, its effects, the budget of gotos."""
 
-    def __init__(self, db: Database, now: str, seed: int, workspace_name: str, executors: CallExecutors) -> None:
+    def __init__(self, db: Database, now: str, seed: int, snapshot: Snapshot, executors: CallExecutors) -> None:
         self.db = db
         self.now = now
         self.rng = random.Random(seed)
-        self.workspace_name = workspace_name
+        self.workspace_name = snapshot.workspace_name
+        self.timezone = snapshot.timezone
         self.executors = executors
         self.followups = Followups()
         self.gotos = 0
-        self.timezone = scalar(db, "SELECT value FROM workspace_settings WHERE key = 'timezone'") or "UTC"
 
     def ctx(self) -> Context:
         return Context(now=from_iso(self.now), seed=self.rng.randrange(2**31),
@@ -235,19 +260,17 @@ def _contact_of(db: Database, run_id: int) -> int:
     return int(scalar(db, "SELECT contact_id FROM flow_runs WHERE id = ?", [run_id]))
 
 
-def _workspace_name(db: Database) -> str:
-    return scalar(db, "SELECT value FROM workspace_settings WHERE key = 'name'") or ""
-
-
 def on_inbound(
-    db: Database, facts: InboundFacts, now: str, *, seed: int, executors: CallExecutors = frozenset()
+    db: Database, facts: InboundFacts, now: str, *, seed: int, executors: CallExecutors = frozenset(),
+    snapshot: Snapshot | None = None,
 ) -> Followups:
     """React to one new inbound message (see the module docstring for the order of checks)."""
-    session = _Session(db, now, seed, _workspace_name(db), executors)
+    snapshot = snapshot or Snapshot(db)
+    session = _Session(db, now, seed, snapshot, executors)
     view, row = store.contact_view(db, facts.contact_id)
     if row["bot_paused"]:
         return session.followups
-    subscription = subscriptions.command(db, facts.text)
+    subscription = subscriptions.command(snapshot.subscription_words, facts.text)
     if subscription is not None and facts.kind in ("text", "quick_reply"):
         subscriptions.apply(db, facts.contact_id, facts.conversation_id, subscription, now)
         session.followups.queued_messages += 1
@@ -264,7 +287,7 @@ def on_inbound(
             session.drive(active, Reply(facts.text, facts.kind), facts.conversation_id)
             return session.followups
     match = match_trigger(
-        [Candidate(fid, version, doc) for fid, version, doc in store.published_candidates(db)],
+        snapshot.candidates,
         Inbound(
             channel=facts.channel, kind=facts.kind, text=facts.text,
             payload=None if own else (facts.payload.get("payload") or facts.payload.get("id")),
@@ -313,7 +336,7 @@ def fire_timer(
 ) -> Followups:
     """A timer is due (by ``due_before``, default ``now``): give it to its run if the run still
     waits for it."""
-    session = _Session(db, now, seed, _workspace_name(db), executors)
+    session = _Session(db, now, seed, Snapshot(db), executors)
     timer = store.take_timer(db, token, now, due_before)
     if timer is None:
         return session.followups
@@ -330,7 +353,7 @@ def on_call_result(
     db: Database, run_id: int, result: CallResult, now: str, *, seed: int,
     executors: CallExecutors = frozenset(),
 ) -> Followups:
-    session = _Session(db, now, seed, _workspace_name(db), executors)
+    session = _Session(db, now, seed, Snapshot(db), executors)
     contact_id = _contact_of(db, run_id)
     view, row = store.contact_view(db, contact_id)
     found = store.get_run(db, run_id, view)

@@ -38,11 +38,11 @@ def words(db: Database) -> dict[str, Any]:
     return {**DEFAULTS, **configured}
 
 
-def command(db: Database, text: str | None) -> Literal["stop", "start"] | None:
+def command(config: dict[str, Any], text: str | None) -> Literal["stop", "start"] | None:
+    """Is ``text`` one of the words in ``config`` (see :func:`words`)?"""
     if not text or len(text) > 40:
         return None
     folded = fold(text).strip(" .!")
-    config = words(db)
     if folded in {fold(w) for w in config["stop"]}:
         return "stop"
     if folded in {fold(w) for w in config["start"]}:

@@ -28,7 +28,7 @@ from appliance.channels.events import (
 )
 from appliance.connections.store import channel_for_asset
 from appliance.flows import runner
-from appliance.flows.runner import Followups, InboundFacts
+from appliance.flows.runner import Followups, InboundFacts, Snapshot
 from appliance.contacts import store as contacts
 from appliance.inbox import store as inbox
 from appliance.ingest import journal
@@ -63,6 +63,7 @@ class ApplySummary:
     changed_conversations: set[int] = field(default_factory=set)
     followups: Followups = field(default_factory=Followups)
     executors: frozenset[str] = frozenset()
+    snapshot: Snapshot | None = None
 
 
 def _attachments(items: tuple[Attachment, ...]) -> list[dict[str, Any]]:
@@ -132,7 +133,8 @@ def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: Appl
         text=ev.text, payload=payload, new_contact=bool(first_words) and ev.kind != "comment",
         occurred_at=occurred,
     )
-    s.followups.merge(runner.on_inbound(db, facts, now, seed=random.randrange(2**31), executors=s.executors))
+    s.followups.merge(runner.on_inbound(db, facts, now, seed=random.randrange(2**31), executors=s.executors,
+                                        snapshot=s.snapshot))
 
 
 def _apply_echo(db: Database, ch: dict[str, Any], ev: Echo, s: ApplySummary, now: str) -> None:
@@ -234,12 +236,12 @@ def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -
 
 def apply_delivery(
     db: Database, journal_id: int, parsed: ParsedWebhook, now: str,
-    *, executors: frozenset[str] = frozenset(),
+    *, executors: frozenset[str] = frozenset(), snapshot: Snapshot | None = None,
 ) -> ApplySummary:
     """Store every event of one journal row, let flows react, and mark the row; see the
     module docstring. ``executors`` names the outside-call kinds that can run (AI, HTTP...)."""
     summary = ApplySummary(journal_id=journal_id, events=len(parsed.events), ignored=parsed.ignored,
-                           executors=executors)
+                           executors=executors, snapshot=snapshot or Snapshot(db))
     summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
     for index, event in enumerate(parsed.events):
         try:

@@ -41,7 +41,7 @@ def append(db: Database, body: bytes, now: str) -> int:
 def pending(db: Database, limit: int) -> list[dict[str, Any]]:
     return many(
         db,
-        "SELECT id, body FROM webhook_journal WHERE state = 'pending' ORDER BY id LIMIT ?",
+        "SELECT id, body, received_at FROM webhook_journal WHERE state = 'pending' ORDER BY id LIMIT ?",
         [limit],
     )
 

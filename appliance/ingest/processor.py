@@ -18,11 +18,12 @@ from sqlite_utils import Database
 
 from appliance.channels.base import parse_delivery
 from appliance.channels.events import ParsedWebhook, ParseProblem
+from appliance.flows.runner import Snapshot
 from appliance.ingest import journal
 from appliance.ingest.apply import ApplySummary, apply_delivery
 from appliance.metrics import Metrics
 from appliance.store.gateway import Gateway
-from appliance.timeutil import iso_now
+from appliance.timeutil import from_iso, iso_now, utcnow
 
 __all__ = ["JournalProcessor", "SummaryListener"]
 
@@ -49,13 +50,15 @@ def _parse(journal_id: int, body: bytes) -> _Parsed:
 
 def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) -> list[ApplySummary]:
     now = iso_now()
+    snapshot = Snapshot(db)
     summaries = []
     for item in batch:
         if not journal.is_pending(db, item.journal_id):
             continue  # another process (a CLI replay) got there first
         try:
             with db.atomic():
-                summaries.append(apply_delivery(db, item.journal_id, item.parsed, now, executors=executors))
+                summaries.append(apply_delivery(db, item.journal_id, item.parsed, now, executors=executors,
+                                                snapshot=snapshot))
         except Exception as exc:  # noqa: BLE001 - a poison row is marked, never retried forever
             problem = f"the delivery could not be applied ({type(exc).__name__})"
             journal.finish(db, item.journal_id, events=0, duplicates=0, error=problem, now=now)
@@ -63,9 +66,12 @@ def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) 
     return summaries
 
 
+# Beyond this backlog age, replaying stops yielding to new acknowledgements.
+MAX_LAG_SECONDS = 3.0
+
 # Events applied per writer job. Webhook acknowledgements queue behind the job on the one
 # writer thread, so a job must stay short; small deliveries still share a commit.
-EVENTS_PER_JOB = 50
+EVENTS_PER_JOB = 25
 
 
 def _chunks(parsed: list[_Parsed]) -> list[list[_Parsed]]:
@@ -125,9 +131,13 @@ class JournalProcessor:
         if not rows:
             return 0
         parsed = [_parse(row["id"], row["body"]) for row in rows]
+        # Replaying is background work: acknowledging new deliveries goes first, unless the
+        # backlog is getting old, then the journal catches up at full priority.
+        lagging = (utcnow() - from_iso(rows[0]["received_at"])).total_seconds() > MAX_LAG_SECONDS
+        write = self._db.write if lagging else self._db.write_background
         summaries: list[ApplySummary] = []
         for chunk in _chunks(parsed):
-            summaries.extend(await self._db.write(_apply_batch, chunk, self.executors))
+            summaries.extend(await write(_apply_batch, chunk, self.executors))
         for summary in summaries:
             self._record(summary)
             for listener in self.listeners:

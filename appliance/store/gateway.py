@@ -11,6 +11,10 @@ Store functions are small synchronous functions taking a ``sqlite_utils.Database
   commit, so many small writes share one fsync. A job's future resolves only after COMMIT,
   so "the write returned" means "the write is durable".
 - ``read_sync`` / ``write_sync`` do the same from other threads (queue workers, CLI).
+- ``await gateway.write_background(fn, *args)`` is for work that may wait (replaying the
+  webhook journal): a batch takes a background job only when no foreground job is waiting, or
+  when the oldest background job has waited ``BACKGROUND_MAX_WAIT`` seconds. Acknowledging a
+  webhook is a foreground write and never queues behind a burst of processing.
 
 A write function must not call the gateway itself (it would wait for its own thread).
 """
@@ -18,10 +22,12 @@ A write function must not call the gateway itself (it would wait for its own thr
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +43,7 @@ T = TypeVar("T")
 log = logging.getLogger("aat.store")
 
 _MAX_BATCH = 256
+BACKGROUND_MAX_WAIT = 0.25
 
 
 def wrap_database(conn: Any) -> sqlite_utils.Database:
@@ -49,9 +56,11 @@ class _Job:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     future: Future[Any] = field(default_factory=Future)
+    queued_at: float = 0.0
 
 
 _STOP = object()
+_WAKE = object()  # a background job arrived
 
 
 class Gateway:
@@ -67,6 +76,7 @@ class Gateway:
         self._open = open_connection
         self._name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._background: collections.deque[_Job] = collections.deque()
         self._local = threading.local()
         self._reader_conns: list[Any] = []
         self._reader_lock = threading.Lock()
@@ -112,15 +122,30 @@ class Gateway:
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.wrap_future(self.submit_write(fn, *args, **kwargs))
 
+    async def write_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A write that yields to foreground writes (see the module docstring)."""
+        self._check_open()
+        job = _Job(fn, args, kwargs, queued_at=time.monotonic())
+        self._background.append(job)
+        self._jobs.put(_WAKE)
+        return await asyncio.wrap_future(job.future)
+
     def write_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self.submit_write(fn, *args, **kwargs).result()
 
     def _write_loop(self) -> None:
         while True:
-            first = self._jobs.get()
+            if self._background:
+                try:
+                    first = self._jobs.get_nowait()  # background work waits: do not block
+                except queue.Empty:
+                    first = _WAKE
+            else:
+                first = self._jobs.get()
             if first is _STOP:
+                self._drain_background()
                 return
-            batch: list[_Job] = [first]
+            batch: list[_Job] = [] if first is _WAKE else [first]
             stop_after = False
             while len(batch) < _MAX_BATCH:
                 try:
@@ -130,10 +155,21 @@ class Gateway:
                 if nxt is _STOP:
                     stop_after = True
                     break
-                batch.append(nxt)
-            self._run_batch(batch)
+                if nxt is not _WAKE:
+                    batch.append(nxt)
+            if self._background and (
+                not batch or time.monotonic() - self._background[0].queued_at >= BACKGROUND_MAX_WAIT
+            ):
+                batch.append(self._background.popleft())
+            if batch:
+                self._run_batch(batch)
             if stop_after:
+                self._drain_background()
                 return
+
+    def _drain_background(self) -> None:
+        while self._background:
+            self._run_batch([self._background.popleft()])
 
     def _run_batch(self, batch: list[_Job]) -> None:
         db = self._writer_db

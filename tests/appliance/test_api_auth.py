@@ -61,6 +61,11 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("GET", "/api/v1/flows/{flow_id:int}/export"): ("admin", None, 200),
     ("GET", "/api/v1/flows/{flow_id:int}/stats"): ("admin", None, 200),
     ("POST", "/api/v1/flows/{flow_id:int}/preview"): ("admin", {"text": "price"}, 200),
+    ("GET", "/api/v1/links"): ("admin", None, 200),
+    ("GET", "/api/v1/channels/{channel_id:int}/links"): ("admin", None, 200),
+    ("GET", "/api/v1/channels/{channel_id:int}/links/qr.svg"): ("admin", None, 200),
+    ("GET", "/api/v1/channels/{channel_id:int}/profile"): ("admin", None, 200),
+    ("PUT", "/api/v1/channels/{channel_id:int}/profile"): ("admin", {"get_started_payload": "GET_STARTED"}, 200),
 }
 # Known deviations, each strict: the test starts failing (as a reminder) once it is fixed.
 KNOWN: dict[tuple[str, str, str], str] = {}

@@ -104,3 +104,29 @@ def test_closed_gateway_refuses_work(tmp_path: Path, gateway: Gateway) -> None:
     conn = connection.connect(tmp_path / "g.db", KEY, readonly=True)
     assert conn.execute("SELECT label FROM items").fetchall() == [("x",)]
     conn.close()
+
+
+async def test_background_work_yields_to_foreground_but_is_not_starved(gateway: Gateway) -> None:
+    order: list[str] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow(db: sqlite_utils.Database) -> None:
+        started.set()
+        release.wait(5)
+
+    def note(db: sqlite_utils.Database, label: str) -> str:
+        order.append(label)
+        return label
+
+    blocker = asyncio.ensure_future(gateway.write(slow))
+    await asyncio.to_thread(started.wait, 5)
+    background = asyncio.ensure_future(gateway.write_background(note, "background"))
+    await asyncio.sleep(0.01)
+    foreground = [asyncio.ensure_future(gateway.write(note, f"fg{i}")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(blocker, background, *foreground)
+    assert order[:3] == ["fg0", "fg1", "fg2"] and order[3] == "background"
+    # alone, background work runs at once
+    assert await asyncio.wait_for(gateway.write_background(note, "alone"), 2) == "alone"
