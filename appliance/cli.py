@@ -114,6 +114,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
 
 def _serve(settings: Settings) -> None:
+    # httpx imports its command-line client (rich, pygments: about 110 ms of every start) when
+    # rich is installed, which Litestar requires. The appliance never runs httpx's CLI, and
+    # httpx falls back to a stub when that import fails.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     import uvicorn
 
     from appliance.app import create_app

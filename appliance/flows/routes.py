@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -22,7 +23,11 @@ from appliance.web.api import MAX_ID, Cursor, IdPath, Limit, RuntimeDep, decode_
 __all__ = ["FlowController", "flow_schema"]
 
 FlowId = Annotated[int, IdPath]
-_SCHEMA = flow_json_schema()
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return flow_json_schema()
 
 
 def _invalid(errors: list[Any], message: str) -> Unprocessable:
@@ -63,7 +68,7 @@ def _range(since: str | None, until: str | None) -> tuple[str, str]:
 @get("/flows/schema", guards=[requires("agent")])
 async def flow_schema() -> dict[str, Any]:
     """The JSON Schema of ``aat.flow/v1`` (any role: integrators validate documents with it)."""
-    return _SCHEMA
+    return _schema()
 
 
 class FlowController(Controller):

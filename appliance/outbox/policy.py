@@ -1,18 +1,22 @@
 """Meta's messaging policy, decided before anything is sent (docs/spec/meta-platform.md §6).
 
 Pure: ``decide(...)`` looks only at its arguments. The window runs from Meta's timestamp on
-the contact's last window-opening event (``contacts.last_inbound_at``).
+the contact's last window-opening event (``contacts.last_inbound_at``). Every window is
+half-open: a 24-hour window covers ages from 0 up to, but not including, exactly 24 h, so a
+send exactly on a boundary is already outside: we never send what Meta could count as late.
 
 Messenger and Instagram
     inside 24 h                       ``RESPONSE``
     24 h - 7 days, written by a human ``MESSAGE_TAG`` + ``HUMAN_AGENT``
     24 h - 7 days, automation         refused: ``outside_window``
-    after 7 days, or never opened     refused: ``outside_window``
+    7 days or more, or never opened   refused: ``outside_window``
     a WhatsApp template               refused: ``template_not_supported``
-    private reply to a comment        allowed within 7 days of the comment (no messaging_type)
+    private reply to a comment        ``RESPONSE`` to the comment, within 7 days of the
+                                      comment whatever the window (Meta accepts every
+                                      messaging type on private replies); refused after
 WhatsApp
     free-form inside 24 h             allowed
-    free-form after 24 h              refused: ``template_required``
+    free-form after 24 h, or never    refused: ``template_required``
     template                          allowed at any time
 """
 
@@ -66,12 +70,12 @@ def decide(
     if is_template:
         return _refuse("template_not_supported", "message templates are a WhatsApp feature")
     if comment_created_at is not None:
-        if now - comment_created_at <= PRIVATE_REPLY_WINDOW:
-            return Decision(True)
+        if now - comment_created_at < PRIVATE_REPLY_WINDOW:
+            return Decision(True, messaging_type="RESPONSE")
         return _refuse("outside_window", "a private reply must be sent within 7 days of the comment")
     if age is not None and age < WINDOW:
         return Decision(True, messaging_type="RESPONSE")
-    if age is not None and age <= HUMAN_AGENT_WINDOW:
+    if age is not None and age < HUMAN_AGENT_WINDOW:
         if sent_by == "user":
             return Decision(True, messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
         return _refuse(

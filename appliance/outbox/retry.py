@@ -1,6 +1,17 @@
 """What to do after a failed send: retry (transient), give up (permanent), or re-authenticate.
 
-Branch on Meta's ``code`` (docs/spec/meta-platform.md §7), never on the message text.
+Branch on Meta's ``code`` (docs/spec/meta-platform.md §7), never on the message text:
+
+- ``reauth``: 190 (the token is invalid or expired);
+- ``retry``: a code in :data:`TRANSIENT_CODES`, whatever the HTTP status; no code at all for
+  a timeout, a dropped connection, a bare (non-Graph) 5xx or 429; an unknown code with a 5xx;
+- ``fail``: a code in :data:`PERMANENT_CODES` or 200-299 (even with a 5xx), an unknown code
+  with a 4xx, a bare 4xx other than 429.
+
+:func:`backoff_seconds` is exponential with equal jitter: the n-th retry waits between half
+and all of ``base * 2**(n-1)``, capped at :data:`MAX_BACKOFF_SECONDS`; never less than what
+Meta asked for (``Retry-After`` / BUC ``estimated_time_to_regain_access``, at most an hour)
+nor, for the WhatsApp pair-rate error 131056, the ~6 s pair spacing.
 """
 
 from __future__ import annotations
@@ -10,7 +21,10 @@ from typing import Literal
 
 from appliance.channels.outbound import GraphError
 
-__all__ = ["Verdict", "classify", "backoff_seconds", "TRANSIENT_CODES", "PERMANENT_CODES", "MAX_BACKOFF_SECONDS"]
+__all__ = [
+    "Verdict", "classify", "backoff_seconds", "TRANSIENT_CODES", "PERMANENT_CODES",
+    "REAUTH_CODES", "MAX_BACKOFF_SECONDS", "MAX_WAIT_SECONDS", "PAIR_RATE_SECONDS",
+]
 
 Verdict = Literal["retry", "fail", "reauth"]
 
@@ -26,6 +40,8 @@ PERMANENT_CODES = frozenset(
 )
 REAUTH_CODES = frozenset({190})
 MAX_BACKOFF_SECONDS = 600.0
+# The longest wait Meta can impose on us through Retry-After or the BUC header.
+MAX_WAIT_SECONDS = 3600.0
 # WhatsApp pair rate: about one message per 6 s to the same user.
 PAIR_RATE_SECONDS = 6.0
 
@@ -51,13 +67,14 @@ def backoff_seconds(
     attempt: int, *, base: float, error: GraphError | None = None,
     retry_after: float | None = None, rng: random.Random | None = None,
 ) -> float:
-    """Delay before attempt ``attempt + 1``: exponential with equal jitter, capped, never
-    shorter than what Meta asked for (``retry_after``) or the WhatsApp pair-rate spacing."""
+    """Seconds to wait after attempt number ``attempt`` (1 for the first) failed, before the
+    next: see the module docstring."""
     rng = rng or random.Random()
-    ceiling = min(MAX_BACKOFF_SECONDS, base * (2 ** max(0, attempt - 1)))
+    # Clamp the exponent: the cap applies long before 2**20, and a float cannot hold 2**1100.
+    ceiling = min(MAX_BACKOFF_SECONDS, base * (2 ** min(20, max(0, attempt - 1))))
     delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
     if error is not None and error.code == 131056:
         delay = max(delay, PAIR_RATE_SECONDS)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return min(delay, 3600.0)
+    return min(delay, MAX_WAIT_SECONDS)

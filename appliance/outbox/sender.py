@@ -3,19 +3,30 @@
 One asyncio task in the web process. Each round it claims due rows (durably marking them
 ``sending``), sends each in its own task, and records the outcome:
 
-- policy first (:mod:`appliance.outbox.policy`): a send the policy forbids fails with the
-  reason and is never attempted; the channel must be ``active``;
-- rendering by the adapter; a message the channel cannot express fails with the reason;
-- the channel's rate limiter before every request (:mod:`appliance.outbox.ratelimit`);
+- a message whose every part Meta already reported (an echo or status settled it while it
+  was in doubt or waiting for a retry, :func:`appliance.outbox.store.settle`) is marked sent
+  without a request, whatever the policy or the channel say now;
+- the channel must be ``active``, and the policy (:mod:`appliance.outbox.policy`) must allow
+  the send; otherwise it fails with the reason and is never attempted;
+- a public reply to a comment (``payload.public_reply_to``) fails with ``not_supported``: no
+  adapter can post one yet, and sending its text as a direct message instead would be wrong;
+- rendering by the adapter; a message the channel cannot express fails with the reason. Each
+  request carries our reference (:func:`appliance.outbox.store.reference`, one per part) as
+  Messenger ``metadata`` / WhatsApp ``biz_opaque_callback_data``;
+- the channel's rate limiter holds a slot around every request
+  (:mod:`appliance.outbox.ratelimit`);
 - transient errors are retried with backoff and jitter, permanent ones fail at once, code 190
-  marks the channel ``needs_reauth`` (:mod:`appliance.outbox.retry`).
+  marks the channel ``needs_reauth`` and fails the message (:mod:`appliance.outbox.retry`).
 
 At most ``concurrency`` sends are in flight; per conversation one at a time, in order.
+:meth:`Sender.wake` may be called from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -25,7 +36,7 @@ from typing import Any
 import httpx
 from sqlite_utils import Database
 
-from appliance.channels.base import adapter_for
+from appliance.channels.base import ChannelAdapter, adapter_for
 from appliance.channels.outbound import (
     Button,
     Card,
@@ -46,11 +57,16 @@ from appliance.store.gateway import Gateway
 from appliance.store.keys import FieldCipher
 from appliance.timeutil import from_iso, to_iso, utcnow
 
-__all__ = ["Sender", "build_outbound"]
+__all__ = ["Sender", "build_outbound", "render_parts"]
 
 log = logging.getLogger("aat.outbox")
 
 MessageListener = Callable[[list[int]], Awaitable[None]]
+
+# After an unexpected error (a bug, the database refusing writes): wait before trying again.
+ERROR_PAUSE_SECONDS = 1.0
+CRASHED_SEND_RETRY_SECONDS = 60.0
+IDLE_POLL_SECONDS = 5.0
 
 
 def _buttons(items: list[dict[str, Any]] | None) -> tuple[Button, ...]:
@@ -94,6 +110,21 @@ def build_outbound(row: dict[str, Any], decision: policy.Decision) -> Outbound:
     )
 
 
+def render_parts(adapter: ChannelAdapter, outbound: Outbound, message_id: int) -> list[dict[str, Any]]:
+    """The request bodies of one message, each carrying its own part's reference, so that an
+    echo or status tells exactly which part went out (adapters put one ``metadata`` on every
+    body). Raises :class:`RenderError`."""
+    bodies = adapter.render(outbound)
+    if len(bodies) == 1:
+        return bodies
+    return [
+        body if part == 0 else adapter.render(
+            dataclasses.replace(outbound, metadata=store.reference(message_id, part))
+        )[part]
+        for part, body in enumerate(bodies)
+    ]
+
+
 def _fail_with_reauth(
     db: Database, channel_id: int, outbox_id: int, message_id: int, error: GraphError, now: str
 ) -> None:
@@ -128,13 +159,26 @@ class Sender:
         self._capacity = concurrency
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[MessageListener] = []
 
     def wake(self) -> None:
-        self._wake.set()
+        """Look at the outbox now (something was queued, a channel reconnected). Safe from
+        any thread: asyncio objects may only be touched from their own loop."""
+        loop = self._loop
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if loop is None or current is loop:
+            self._wake.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def recover(self) -> int:
         """Requeue sends left in doubt by a crash (see outbox.store.recover_in_doubt)."""
+        self._loop = asyncio.get_running_loop()
         resend_at = to_iso(self._clock() + timedelta(seconds=self._settings.send_in_doubt_grace_seconds))
         count = await self._db.write(store.recover_in_doubt, resend_at=resend_at)
         if count:
@@ -142,29 +186,44 @@ class Sender:
         return count
 
     async def run(self) -> None:
+        """Claim and send until cancelled. An unexpected error (a bug, a database that refuses
+        writes) is logged and the loop carries on after a pause: it must never die quietly."""
+        self._loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            free = self._capacity - len(self._in_flight)
-            rows = await self._db.write(store.claim_due, to_iso(self._clock()), free) if free else []
-            for row in rows:
-                task = asyncio.create_task(self._deliver(row))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-            if rows and len(rows) == free:
-                await asyncio.sleep(0)
-                continue
-            await self._sleep_until_due()
+            try:
+                claimed_all = await self._claim_round()
+                if claimed_all:
+                    await asyncio.sleep(0)
+                    continue
+                await self._sleep_until_due()
+            except Exception:  # noqa: BLE001 - see the docstring
+                log.exception("sender round failed")
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+
+    async def _claim_round(self) -> bool:
+        """Start sending what is due; True when every free slot was filled (look again)."""
+        free = self._capacity - len(self._in_flight)
+        if free <= 0:
+            return False
+        rows = await self._db.write(store.claim_due, to_iso(self._clock()), free)
+        for row in rows:
+            task = asyncio.create_task(self._deliver(row))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return len(rows) == free
 
     async def _sleep_until_due(self) -> None:
-        timeout = 5.0
+        timeout = IDLE_POLL_SECONDS
         if len(self._in_flight) < self._capacity:
             next_at = await self._db.read(store.next_due_at)
             if next_at is not None:
                 timeout = min(timeout, max(0.0, (from_iso(next_at) - self._clock()).total_seconds()))
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives just as
+        # the event is set (gh-86296), and the lifespan's shutdown would then wait forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def drain(self) -> None:
         """Wait for the sends in flight (used at shutdown and by tests)."""
@@ -174,16 +233,22 @@ class Sender:
     async def _deliver(self, row: dict[str, Any]) -> None:
         try:
             outcome = await self._attempt(row)
-        except Exception:  # noqa: BLE001 - a bug must not kill the sender; the row stays in doubt
+        except Exception:  # noqa: BLE001 - a bug must not kill the sender
             log.exception("send crashed", extra={"message_id": row["message_id"]})
             outcome = "crashed"
-            await self._db.write(
-                store.mark_retry, row["outbox_id"],
-                next_attempt_at=to_iso(self._clock() + timedelta(seconds=60)), error="internal error",
-            )
+            # If even this write fails, the row stays ``sending`` and is in doubt at restart.
+            with contextlib.suppress(Exception):
+                await self._db.write(
+                    store.mark_retry, row["outbox_id"],
+                    next_attempt_at=to_iso(self._clock() + timedelta(seconds=CRASHED_SEND_RETRY_SECONDS)),
+                    error="internal error",
+                )
         self._metrics.sends.labels(channel=row["channel_type"], outcome=outcome).inc()
         for listener in self.listeners:
-            await listener([row["message_id"]])
+            try:
+                await listener([row["message_id"]])
+            except Exception:  # noqa: BLE001 - a listener's bug is not the send's
+                log.exception("send listener failed", extra={"message_id": row["message_id"]})
         self.wake()
 
     async def _fail(self, row: dict[str, Any], code: str | None, reason: str) -> None:
@@ -192,29 +257,52 @@ class Sender:
             now=to_iso(self._clock()),
         )
 
+    def _decide(self, row: dict[str, Any]) -> policy.Decision:
+        payload = row["payload"]
+        comment_at = payload.get("comment_created_at")
+        return policy.decide(
+            row["channel_type"],
+            sent_by="user" if row["sent_by"] == "user" else "bot",
+            is_template=row["kind"] == "template",
+            last_inbound_at=from_iso(row["last_inbound_at"]) if row["last_inbound_at"] else None,
+            now=self._clock(),
+            comment_created_at=from_iso(comment_at) if comment_at and payload.get("private_reply_to") else None,
+        )
+
+    async def _settled_already(self, row: dict[str, Any], adapter: ChannelAdapter) -> bool:
+        """Meta reported every part of this message before we (re)sent it: record it sent."""
+        if row["parts_done"] <= 0:
+            return False
+        try:
+            parts = len(adapter.render(build_outbound(row, policy.Decision(True))))
+        except RenderError:
+            return False
+        if row["parts_done"] < parts:
+            return False
+        await self._db.write(
+            store.mark_sent, row["outbox_id"], row["message_id"], [], to_iso(self._clock()),
+            messaging_type=row["messaging_type"], tag=row["tag"],
+        )
+        return True
+
     async def _attempt(self, row: dict[str, Any]) -> str:
         channel_type = row["channel_type"]
+        adapter = adapter_for(channel_type)
+        if await self._settled_already(row, adapter):
+            return "sent"
+        if row["payload"].get("public_reply_to"):
+            await self._fail(row, "not_supported", "public replies to comments cannot be sent yet")
+            return "failed"
         if row["channel_status"] != "active" or not row["access_token_enc"]:
             code = "channel_needs_reauth" if row["channel_status"] == "needs_reauth" else "channel_disconnected"
             await self._fail(row, code, f"the channel is {row['channel_status'].replace('_', ' ')}; reconnect it")
             return "blocked"
-        now = self._clock()
-        payload = row["payload"]
-        comment_at = payload.get("comment_created_at")
-        decision = policy.decide(
-            channel_type,
-            sent_by="user" if row["sent_by"] == "user" else "bot",
-            is_template=row["kind"] == "template",
-            last_inbound_at=from_iso(row["last_inbound_at"]) if row["last_inbound_at"] else None,
-            now=now,
-            comment_created_at=from_iso(comment_at) if comment_at and payload.get("private_reply_to") else None,
-        )
+        decision = self._decide(row)
         if not decision.allowed:
             await self._fail(row, decision.code, decision.reason or "not allowed by Meta's policy")
             return "blocked"
-        adapter = adapter_for(channel_type)
         try:
-            bodies = adapter.render(build_outbound(row, decision))
+            bodies = render_parts(adapter, build_outbound(row, decision), row["message_id"])
         except RenderError as exc:
             await self._fail(row, "render_error", str(exc))
             return "failed"
@@ -233,16 +321,17 @@ class Sender:
         )
         sent_ids: list[str] = []
         for index in range(row["parts_done"], len(bodies)):
-            await limiter.acquire()
-            with self._metrics.send_seconds.labels(channel=channel_type).time():
-                result = await adapter.send(self._client, self._settings, account, bodies[index])
+            async with limiter.slot():
+                with self._metrics.send_seconds.labels(channel=channel_type).time():
+                    result = await adapter.send(self._client, self._settings, account, bodies[index])
             if result.ok:
                 if result.external_id:
                     sent_ids.append(result.external_id)
                 if index + 1 < len(bodies):
                     await self._db.write(store.mark_part_sent, row["outbox_id"], index + 1)
                 continue
-            return await self._after_error(row, result.error, result.retry_after)  # type: ignore[arg-type]
+            assert result.error is not None  # adapters return an error whenever ok is False
+            return await self._after_error(row, result.error, result.retry_after)
         await self._db.write(
             store.mark_sent, row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
             messaging_type=decision.messaging_type, tag=decision.tag,
@@ -278,4 +367,3 @@ class Sender:
         )
         await self._fail(row, code, error.message)
         return "failed"
-

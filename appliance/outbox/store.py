@@ -11,7 +11,9 @@ Per conversation only the oldest row is ever claimed, so a contact receives mess
 order they were queued, and a message waiting for a retry holds back the ones after it.
 After a crash, rows still ``sending`` are *in doubt* (Meta may have accepted them):
 :func:`recover_in_doubt` requeues them after a grace period during which an echo or status
-carrying our reference (``aat:<message id>:<part>``) settles them instead (:func:`settle`).
+carrying our reference (:func:`reference`) settles them instead (:func:`settle`). A message
+may take several requests (parts); ``parts_done`` counts those Meta accepted, from our own
+answers or from its echoes and statuses, and the sender never repeats them.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ __all__ = [
 ]
 
 
-def reference(message_id: int, part: int | None = None) -> str:
+def reference(message_id: int, part: int = 0) -> str:
     """What we send as Messenger ``metadata`` / WhatsApp ``biz_opaque_callback_data``:
-    ``aat:<message id>``, with ``:<part>`` when a message takes several requests."""
-    return f"aat:{message_id}" if part is None else f"aat:{message_id}:{part}"
+    ``aat:<message id>`` for a message's first request, ``aat:<message id>:<part>`` for the
+    further requests of a message that takes several."""
+    return f"aat:{message_id}" if part == 0 else f"aat:{message_id}:{part}"
 
 
 def parse_reference(text: str | None) -> tuple[int, int] | None:
+    """``(message id, part)`` from :func:`reference`'s text; None when it is not ours."""
     if not text or not text.startswith("aat:"):
         return None
     parts = text.split(":")
@@ -147,11 +151,23 @@ def claim_due(db: Database, now: str, limit: int) -> list[dict[str, Any]]:
 
 
 def next_due_at(db: Database) -> str | None:
-    return scalar(db, "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'")
+    """When :func:`claim_due` will next find something: the earliest queued head of a
+    conversation. Rows behind a head are not due before it, whatever their own time (counting
+    them would wake the sender in a loop while a head waits for its retry or is being sent)."""
+    return scalar(
+        db,
+        """SELECT min(o.next_attempt_at) FROM outbox o
+           WHERE o.state = 'queued'
+             AND o.id = (SELECT min(o2.id) FROM outbox o2 WHERE o2.conversation_id = o.conversation_id)""",
+    )
 
 
 def mark_part_sent(db: Database, outbox_id: int, parts_done: int) -> None:
-    db.execute("UPDATE outbox SET parts_done = ? WHERE id = ?", [parts_done, outbox_id])
+    """Meta accepted the parts before ``parts_done`` (never moves back: an echo may have
+    reported more already)."""
+    db.execute(
+        "UPDATE outbox SET parts_done = MAX(parts_done, ?) WHERE id = ?", [parts_done, outbox_id]
+    )
 
 
 def mark_sent(
@@ -184,6 +200,7 @@ def mark_sent(
 
 
 def mark_retry(db: Database, outbox_id: int, *, next_attempt_at: str, error: str) -> None:
+    """Back to ``queued``, due again at ``next_attempt_at``; ``error`` is kept for operators."""
     db.execute(
         "UPDATE outbox SET state = 'queued', next_attempt_at = ?, last_error = ? WHERE id = ?",
         [next_attempt_at, error, outbox_id],
@@ -193,6 +210,7 @@ def mark_retry(db: Database, outbox_id: int, *, next_attempt_at: str, error: str
 def mark_failed(
     db: Database, outbox_id: int, message_id: int, *, code: str | None, reason: str, now: str
 ) -> None:
+    """Give up: the row leaves the outbox, the message is ``failed`` with ``{code, reason}``."""
     db.execute("DELETE FROM outbox WHERE id = ?", [outbox_id])
     advance_status(db, message_id, "failed", now, error=(code, reason))
 
@@ -208,13 +226,17 @@ def recover_in_doubt(db: Database, *, resend_at: str) -> int:
 
 
 def settle(db: Database, message_id: int, part: int, external_id: str | None, now: str) -> bool:
-    """Meta reported part ``part`` of a message we still hold as queued (in doubt after a
-    crash, or awaiting a retry): record that the parts up to it went out and make the row due,
-    so the sender sends only what is left (possibly nothing) instead of repeating it. A row
-    being sent right now (``sending``) is left to the sender."""
+    """Meta reported (echo or status) part ``part`` of a message still in the outbox: record
+    that the parts up to it went out, so the sender sends only what is left (possibly
+    nothing) instead of repeating them.
+
+    A queued row (in doubt after a crash, or waiting for a retry) is made due at once. A row
+    being sent right now keeps its state: the report may come before Meta's answer, and if
+    that answer is then lost (a timeout), the retry finds the part already done."""
     cursor = db.execute(
-        """UPDATE outbox SET parts_done = MAX(parts_done, ?), next_attempt_at = ?
-           WHERE message_id = ? AND state = 'queued' AND attempts > 0""",
+        """UPDATE outbox SET parts_done = MAX(parts_done, ?),
+               next_attempt_at = CASE WHEN state = 'queued' THEN ? ELSE next_attempt_at END
+           WHERE message_id = ? AND attempts > 0""",
         [part + 1, now, message_id],
     )
     if cursor.rowcount and external_id:
@@ -226,4 +248,5 @@ def settle(db: Database, message_id: int, part: int, external_id: str | None, no
 
 
 def depth(db: Database) -> int:
+    """Messages still to send (queued or being sent)."""
     return int(scalar(db, "SELECT count(*) FROM outbox") or 0)

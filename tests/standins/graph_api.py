@@ -3,9 +3,11 @@
 It speaks Meta's wire format (``POST /{version}/{id}/messages`` with a Bearer token, JSON in,
 ``{"recipient_id", "message_id"}`` / ``{"messaging_product", "contacts", "messages"}`` out,
 ``{"error": {...}}`` on failure), records every request exactly as received, and enforces
-Meta's limits: per-asset sends per sliding second, and the message-size limits of
-docs/spec/meta-platform.md §5. A request that breaks a limit is answered the way Meta would
-(code 130429 / 613 / 100) and also recorded in ``violations``, which tests assert is empty.
+Meta's limits: per-asset sends per sliding second, counted on arrival like Meta counts them
+(``rate_limits``; default 80 for a WhatsApp number, 300 for a Page or Instagram account,
+§7), and the message-size limits of docs/spec/meta-platform.md §5. A request that breaks a
+limit is answered the way Meta would (code 130429 / 613 / 100) and also recorded in
+``violations``, which tests assert is empty.
 
 Tests script failures with :meth:`GraphStandIn.fail_next` (Graph error bodies, bare HTTP
 statuses, or a dropped connection) and read :attr:`requests`.
@@ -56,14 +58,17 @@ class GraphStandIn:
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self.tokens: dict[str, str] = {}  # asset id -> the token it accepts (default: any)
-        self.rate_limits = rate_limits or {}  # asset id -> sends per second (default 80/300)
+        self.rate_limits = dict(rate_limits or {})  # asset id -> sends per second (default 80/300)
         self._script: dict[str, deque[Scripted]] = defaultdict(deque)
         self._sent_at: dict[str, deque[float]] = defaultdict(deque)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() waits for it, once per test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -93,7 +98,8 @@ class GraphStandIn:
         return Scripted(status=status, error=error, headers=headers or {})
 
     def sends_to(self, asset_id: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path.split("/")[2:3] == [asset_id]]
+        with self._lock:
+            return [r for r in self.requests if r.path.split("/")[2:3] == [asset_id]]
 
     # --- the server -------------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -123,13 +129,17 @@ class GraphStandIn:
                     self.connection.close()
                     return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client gave up first (a scripted delay beyond its timeout).
+                    self.close_connection = True
 
         return Handler
 
@@ -140,7 +150,7 @@ class GraphStandIn:
             if len(parts) != 3 or parts[2] != "messages":
                 return 404, {"error": {"message": "Unknown path", "code": 803}}, {}, False, 0.0
             asset = parts[1]
-            if not self._check_rate(asset, req.at):
+            if not self._check_rate(asset, req.at, 80 if self._is_whatsapp(req) else 300):
                 self.violations.append(f"rate limit exceeded for {asset}")
                 return 400, {"error": {"message": "rate limit", "code": 130429 if self._is_whatsapp(req) else 613}}, {}, False, 0.0
             auth = req.headers.get("authorization", "")
@@ -166,8 +176,8 @@ class GraphStandIn:
     def _is_whatsapp(req: RecordedRequest) -> bool:
         return isinstance(req.json, dict) and req.json.get("messaging_product") == "whatsapp"
 
-    def _check_rate(self, asset: str, at: float) -> bool:
-        limit = self.rate_limits.get(asset, 300)
+    def _check_rate(self, asset: str, at: float, default: int) -> bool:
+        limit = self.rate_limits.get(asset, default)
         window = self._sent_at[asset]
         while window and at - window[0] >= 1.0:
             window.popleft()
