@@ -111,8 +111,8 @@ class Settings(BaseSettings):
     )
     send_backoff_base_seconds: float = Field(
         1.0, gt=0,
-        description="First retry delay; each further attempt doubles it (with jitter), "
-        "capped at 10 minutes.",
+        description="Scale of the retry delays: the first retry waits between half of it and "
+        "all of it, each further attempt doubles that (equal jitter), capped at 10 minutes.",
     )
     send_in_doubt_grace_seconds: float = Field(
         20.0, ge=0,

@@ -16,6 +16,9 @@ An adapter is a module-level object with:
                     posts one body with the account's token through the shared
                     ``httpx.AsyncClient``; never raises for HTTP or Graph errors (they come back
                     as ``SendResult.error``).
+``async reply_to_comment(client, settings, account, comment_id, text) -> SendResult``
+                    a public reply under a comment (Facebook ``/comments``, Instagram
+                    ``/replies``); WhatsApp answers that it has no comments.
 
 Adapters know Meta, not the database: nothing here imports inbox, flows or outbox.
 """
@@ -47,6 +50,15 @@ class ChannelAdapter(Protocol):
         settings: Settings,
         account: ChannelAccount,
         body: dict[str, Any],
+    ) -> SendResult: ...
+
+    async def reply_to_comment(
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        account: ChannelAccount,
+        comment_id: str,
+        text: str,
     ) -> SendResult: ...
 
 

@@ -171,6 +171,19 @@ async def send(
     )
 
 
+async def reply_to_comment(
+    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+) -> SendResult:
+    """A public reply under an Instagram comment: ``POST /<COMMENT_ID>/replies {"message"}``
+    (graph.facebook.com with a Page token, graph.instagram.com with Instagram Login)."""
+    path = f"{comment_id}/replies"
+    url = settings.graph_url(path) if account.page_id else settings.instagram_url(path)
+    return await post_message(
+        client, url, account.access_token, {"message": text}, lambda data: id_or_none(data.get("id")),
+        timeout=settings.http_timeout_seconds,
+    )
+
+
 class InstagramAdapter:
     """The Instagram channel adapter (contract: :mod:`appliance.channels.base`)."""
 
@@ -191,6 +204,11 @@ class InstagramAdapter:
         body: dict[str, Any],
     ) -> SendResult:
         return await send(client, settings, account, body)
+
+    async def reply_to_comment(
+        self, client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+    ) -> SendResult:
+        return await reply_to_comment(client, settings, account, comment_id, text)
 
 
 ADAPTER = InstagramAdapter()

@@ -163,6 +163,16 @@ async def send(
     )
 
 
+async def reply_to_comment(
+    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+) -> SendResult:
+    """A public reply under a Page comment: ``POST /<COMMENT_ID>/comments {"message"}``."""
+    return await post_message(
+        client, settings.graph_url(f"{comment_id}/comments"), account.access_token,
+        {"message": text}, lambda data: id_or_none(data.get("id")), timeout=settings.http_timeout_seconds,
+    )
+
+
 class MessengerAdapter:
     """The Messenger channel adapter (contract: :mod:`appliance.channels.base`)."""
 
@@ -183,6 +193,11 @@ class MessengerAdapter:
         body: dict[str, Any],
     ) -> SendResult:
         return await send(client, settings, account, body)
+
+    async def reply_to_comment(
+        self, client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+    ) -> SendResult:
+        return await reply_to_comment(client, settings, account, comment_id, text)
 
 
 ADAPTER = MessengerAdapter()

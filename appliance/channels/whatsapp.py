@@ -36,7 +36,7 @@ from appliance.channels.graph import (
     text_or_none,
     timestamp_ms,
 )
-from appliance.channels.outbound import ChannelAccount, Outbound, SendResult
+from appliance.channels.outbound import ChannelAccount, GraphError, Outbound, SendResult
 from appliance.channels.whatsapp_render import render
 from appliance.settings import Settings
 
@@ -371,6 +371,12 @@ class WhatsAppAdapter:
         body: dict[str, Any],
     ) -> SendResult:
         return await send(client, settings, account, body)
+
+    async def reply_to_comment(
+        self, client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+    ) -> SendResult:
+        """WhatsApp has no comments."""
+        return SendResult(ok=False, error=GraphError(code=None, message="WhatsApp has no comments"))
 
 
 ADAPTER = WhatsAppAdapter()

@@ -9,6 +9,7 @@ After a restart, rows still ``pending`` are simply next in line: nothing acknowl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -116,10 +117,11 @@ class JournalProcessor:
                 processed = 0
                 await asyncio.sleep(1.0)
             if processed == 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the event is set, and shutdown would wait forever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await self._wake.wait()
 
     async def process_pending(self) -> int:
         """Process one batch of pending rows; returns how many rows were processed."""

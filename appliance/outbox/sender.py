@@ -8,8 +8,8 @@ One asyncio task in the web process. Each round it claims due rows (durably mark
   without a request, whatever the policy or the channel say now;
 - the channel must be ``active``, and the policy (:mod:`appliance.outbox.policy`) must allow
   the send; otherwise it fails with the reason and is never attempted;
-- a public reply to a comment (``payload.public_reply_to``) fails with ``not_supported``: no
-  adapter can post one yet, and sending its text as a direct message instead would be wrong;
+- a public reply to a comment (``payload.public_reply_to``) goes to the comment through the
+  adapter's ``reply_to_comment`` (no messaging window applies: it is not a message);
 - rendering by the adapter; a message the channel cannot express fails with the reason. Each
   request carries our reference (:func:`appliance.outbox.store.reference`, one per part) as
   Messenger ``metadata`` / WhatsApp ``biz_opaque_callback_data``;
@@ -290,13 +290,12 @@ class Sender:
         adapter = adapter_for(channel_type)
         if await self._settled_already(row, adapter):
             return "sent"
-        if row["payload"].get("public_reply_to"):
-            await self._fail(row, "not_supported", "public replies to comments cannot be sent yet")
-            return "failed"
         if row["channel_status"] != "active" or not row["access_token_enc"]:
             code = "channel_needs_reauth" if row["channel_status"] == "needs_reauth" else "channel_disconnected"
             await self._fail(row, code, f"the channel is {row['channel_status'].replace('_', ' ')}; reconnect it")
             return "blocked"
+        if row["payload"].get("public_reply_to"):
+            return await self._public_reply(row, adapter)
         decision = self._decide(row)
         if not decision.allowed:
             await self._fail(row, decision.code, decision.reason or "not allowed by Meta's policy")
@@ -306,16 +305,7 @@ class Sender:
         except RenderError as exc:
             await self._fail(row, "render_error", str(exc))
             return "failed"
-        account = ChannelAccount(
-            id=row["channel_id"],
-            type=channel_type,
-            external_id=row["channel_external_id"],
-            access_token=self._fields.decrypt(
-                row["access_token_enc"], token_context(channel_type, row["channel_external_id"])
-            ),
-            page_id=row["page_id"],
-            waba_id=row["waba_id"],
-        )
+        account = self._account(row)
         limiter = self._limiters.for_channel(
             row["channel_id"], row["rate_limit"] or self._settings.rate_limit_for(channel_type)
         )
@@ -335,6 +325,37 @@ class Sender:
         await self._db.write(
             store.mark_sent, row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
             messaging_type=decision.messaging_type, tag=decision.tag,
+        )
+        return "sent"
+
+    def _account(self, row: dict[str, Any]) -> ChannelAccount:
+        channel_type = row["channel_type"]
+        return ChannelAccount(
+            id=row["channel_id"],
+            type=channel_type,
+            external_id=row["channel_external_id"],
+            access_token=self._fields.decrypt(
+                row["access_token_enc"], token_context(channel_type, row["channel_external_id"])
+            ),
+            page_id=row["page_id"],
+            waba_id=row["waba_id"],
+        )
+
+    async def _public_reply(self, row: dict[str, Any], adapter: ChannelAdapter) -> str:
+        channel_type = row["channel_type"]
+        limiter = self._limiters.for_channel(
+            row["channel_id"], row["rate_limit"] or self._settings.rate_limit_for(channel_type)
+        )
+        async with limiter.slot():
+            result = await adapter.reply_to_comment(
+                self._client, self._settings, self._account(row), row["payload"]["public_reply_to"], row["text"] or ""
+            )
+        if not result.ok:
+            assert result.error is not None
+            return await self._after_error(row, result.error, result.retry_after)
+        await self._db.write(
+            store.mark_sent, row["outbox_id"], row["message_id"],
+            [result.external_id] if result.external_id else [], to_iso(self._clock()),
         )
         return "sent"
 

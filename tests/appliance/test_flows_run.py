@@ -278,7 +278,8 @@ async def test_comment_starts_a_private_reply_once_per_comment(
 
     await publish_flow(client, admin, {
         "schema": "aat.flow/v1", "name": "Price comments",
-        "triggers": [{"type": "comment", "keywords": ["price"]}], "start": "dm",
+        "triggers": [{"type": "comment", "keywords": ["price"], "public_reply": "Sent you a DM!"}],
+        "start": "dm",
         "steps": {"dm": {"type": "message", "text": "Hi! The price is 15 EUR.", "next": "more"},
                   "more": {"type": "message", "text": "Anything else?"}},
     })
@@ -289,6 +290,9 @@ async def test_comment_starts_a_private_reply_once_per_comment(
     assert request.json["message"]["text"] == "Hi! The price is 15 EUR."
     await asyncio.sleep(0.3)
     assert len(graph_api.requests) == 1  # no second private reply; "more" waits for their answer
+    public = [r for r in graph_api.other_requests if r.path.endswith("/replies")]
+    assert [(r.path, r.json) for r in public] == [
+        ("/v25.0/17865432109876543/replies", {"message": "Sent you a DM!"})]
     await say(client, "instagram", "thanks!", sender="6120001112223336")
     assert texts_of((await sent(graph_api, 2))[1:]) == ["Anything else?"]
 

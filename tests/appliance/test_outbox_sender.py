@@ -304,15 +304,21 @@ async def test_a_private_reply_after_7_days_is_never_attempted(
     assert (row["status"], row["error_code"], graph_api.requests) == ("failed", "outside_window", [])
 
 
-async def test_a_public_reply_to_a_comment_is_not_sent_as_a_direct_message(
-    client: AsyncTestClient, runtime: Any, workspace: Workspace, graph_api: GraphStandIn
+@pytest.mark.parametrize(("channel", "endpoint"), [("messenger", "comments"), ("instagram", "replies")])
+async def test_a_public_reply_goes_under_the_comment_not_into_the_inbox(
+    client: AsyncTestClient, runtime: Any, workspace: Workspace, graph_api: GraphStandIn, channel: str,
+    endpoint: str,
 ) -> None:
-    _, conversation_id = setup_conversation(workspace, "messenger")
+    _, conversation_id = setup_conversation(workspace, channel)
     message_id = queue(workspace, conversation_id, "We sent you a DM", kind="comment",
                        payload={"public_reply_to": COMMENT_ID})
     runtime.wake_sender()
     row = await settled(workspace, message_id)
-    assert (row["status"], row["error_code"], graph_api.requests) == ("failed", "not_supported", [])
+    assert (row["status"], row["error_code"], graph_api.requests) == ("sent", None, [])
+    [request] = graph_api.other_requests
+    assert (request.method, request.path, request.json) == (
+        "POST", f"/v25.0/{COMMENT_ID}/{endpoint}", {"message": "We sent you a DM"})
+    assert request.headers["authorization"].startswith("Bearer ")
 
 
 # --- the retry matrix ---------------------------------------------------------------------------

@@ -58,6 +58,10 @@ class GraphStandIn:
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self.tokens: dict[str, str] = {}  # asset id -> the token it accepts (default: any)
+        # Everything that is not a send (comment replies, profile settings, lookups) is
+        # recorded here, so `requests` stays the list of messages sent.
+        self.other_requests: list[RecordedRequest] = []
+        self.objects: dict[str, dict[str, Any]] = {}  # GET /{id}?fields=... answers
         self.rate_limits = dict(rate_limits or {})  # asset id -> sends per second (default 80/300)
         self._script: dict[str, deque[Scripted]] = defaultdict(deque)
         self._sent_at: dict[str, deque[float]] = defaultdict(deque)
@@ -111,15 +115,21 @@ class GraphStandIn:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                self.do_POST("GET")
+
+            def do_DELETE(self) -> None:  # noqa: N802 - http.server API
+                self.do_POST("DELETE")
+
+            def do_POST(self, method: str = "POST") -> None:  # noqa: N802 - http.server API
                 length = int(self.headers.get("Content-Length", "0"))
-                raw = self.rfile.read(length)
+                raw = self.rfile.read(length) if length else b""
                 path, _, query = self.path.partition("?")
                 try:
-                    body = json.loads(raw)
+                    body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                record = RecordedRequest("POST", path, query, {k.lower(): v for k, v in self.headers.items()},
+                record = RecordedRequest(method, path, query, {k.lower(): v for k, v in self.headers.items()},
                                          body, time.monotonic())
                 status, payload, headers, drop, delay = standin._answer(record)
                 if delay:
@@ -143,12 +153,37 @@ class GraphStandIn:
 
         return Handler
 
+    def _other(self, req: RecordedRequest, parts: list[str]) -> tuple[int, Any, dict[str, str], bool, float]:
+        """Comment replies, conversation profiles and object lookups."""
+        self.other_requests.append(req)
+        if not req.headers.get("authorization", "").startswith("Bearer "):
+            return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}, {}, False, 0.0
+        n = next(self._ids)
+        if req.method == "GET" and len(parts) == 2:
+            known = self.objects.get(parts[1])
+            if known is None:
+                return 404, {"error": {"message": "Unsupported get request.", "code": 100, "error_subcode": 33}}, {}, False, 0.0
+            return 200, {"id": parts[1], **known}, {}, False, 0.0
+        if len(parts) == 3 and parts[2] in ("comments", "replies") and req.method == "POST":
+            if not isinstance(req.json, dict) or not req.json.get("message"):
+                return 400, {"error": {"message": "(#100) message is required", "code": 100}}, {}, False, 0.0
+            return 200, {"id": f"reply_{n}"}, {}, False, 0.0
+        if len(parts) == 3 and self._script[parts[1]]:
+            scripted = self._script[parts[1]].popleft()
+            payload = scripted.body if scripted.body is not None else {"error": scripted.error or {"message": "error"}}
+            return scripted.status, payload, scripted.headers, scripted.drop, scripted.delay
+        if len(parts) == 3 and parts[2] == "messenger_profile" and req.method in ("POST", "DELETE"):
+            return 200, {"result": "success"}, {}, False, 0.0
+        if len(parts) == 3 and parts[2] == "conversational_automation" and req.method == "POST":
+            return 200, {"success": True}, {}, False, 0.0
+        return 404, {"error": {"message": "Unknown path", "code": 803}}, {}, False, 0.0
+
     def _answer(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str], bool, float]:
         parts = req.path.strip("/").split("/")
         with self._lock:
+            if len(parts) != 3 or parts[2] != "messages" or req.method != "POST":
+                return self._other(req, parts)
             self.requests.append(req)
-            if len(parts) != 3 or parts[2] != "messages":
-                return 404, {"error": {"message": "Unknown path", "code": 803}}, {}, False, 0.0
             asset = parts[1]
             if not self._check_rate(asset, req.at, 80 if self._is_whatsapp(req) else 300):
                 self.violations.append(f"rate limit exceeded for {asset}")
