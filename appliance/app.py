@@ -39,6 +39,7 @@ from appliance.web.access_log import AccessLogMiddleware
 from appliance.web.api import runtime_dep
 from appliance.web.errors import exception_handlers
 from appliance.web.health import healthz, metrics, readyz
+from appliance.workspace.routes import get_workspace_settings, put_workspace_settings
 
 __all__ = ["create_app"]
 
@@ -125,7 +126,7 @@ def create_app(
         path="/api/v1",
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
-            GrowthController, all_links, UserController, me,
+            GrowthController, all_links, UserController, me, get_workspace_settings, put_workspace_settings,
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
     )
