@@ -326,3 +326,40 @@ async def test_second_app_secret_is_accepted(client: AsyncTestClient, workspace:
     response = await client.post("/webhooks/meta", content=body, headers=signed_headers(body, secret="ig-secret"))
     assert response.status_code == 200
 
+
+
+async def test_processed_raw_bodies_are_purged_after_the_retention_and_dedupe_still_holds(
+    client: AsyncTestClient, workspace: Workspace, runtime: Any
+) -> None:
+    from datetime import timedelta
+
+    from appliance.ingest.tasks import purge_journal
+    from appliance.timeutil import to_iso, utcnow
+
+    await ingest(client, fixture_bytes("whatsapp_text"))
+    assert purge_journal(runtime) == {"journal_rows": 0, "dedupe_keys": 0}  # too young
+    old = to_iso(utcnow() - timedelta(days=runtime.settings.journal_retention_days, hours=1))
+    workspace.gateway.write_sync(lambda db: db.execute("UPDATE webhook_journal SET processed_at = ?", [old]))
+    assert purge_journal(runtime) == {"journal_rows": 1, "dedupe_keys": 0}
+    assert _journal_count(workspace) == 0
+    await ingest(client, fixture_bytes("whatsapp_text"))  # Meta retries after the purge
+    assert len(_messages(workspace)) == 1
+    very_old = to_iso(utcnow() - timedelta(days=9))
+    workspace.gateway.write_sync(lambda db: db.execute("UPDATE seen_events SET seen_at = ?", [very_old]))
+    assert purge_journal(runtime)["dedupe_keys"] == 1
+
+
+async def test_a_failed_delivery_keeps_its_body_until_retried(
+    client: AsyncTestClient, workspace: Workspace, runtime: Any
+) -> None:
+    from datetime import timedelta
+
+    from appliance.ingest.tasks import purge_journal
+    from appliance.timeutil import to_iso, utcnow
+
+    await post_webhook(client, b'{"object": "permissions", "entry": []}')
+    await journal_settled(client)
+    old = to_iso(utcnow() - timedelta(days=30))
+    workspace.gateway.write_sync(lambda db: db.execute("UPDATE webhook_journal SET processed_at = ?", [old]))
+    assert purge_journal(runtime)["journal_rows"] == 0
+    assert workspace.gateway.read_sync(lambda db: many(db, "SELECT state FROM webhook_journal")) == [{"state": "failed"}]
