@@ -1,7 +1,8 @@
 """Replays the webhook journal: parse each pending body, apply it, tell whoever listens.
 
 One asyncio task per process. Rows are taken in id order, parsed on the event loop (pure and
-fast), and applied in batches: one writer job applies up to ``batch`` rows, each row in its
+fast), and applied in batches (yielding to acknowledgements during bursts, see
+``MAX_LAG_SECONDS``): one writer job applies up to ``batch`` rows, each row in its
 own savepoint together with its state change (:func:`appliance.ingest.apply.apply_delivery`).
 After a restart, rows still ``pending`` are simply next in line: nothing acknowledged is lost.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -67,8 +69,12 @@ def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) 
     return summaries
 
 
-# Beyond this backlog age, replaying stops yielding to new acknowledgements.
-MAX_LAG_SECONDS = 3.0
+# While deliveries keep arriving, replay yields: it writes as background jobs and, after each
+# batch, pauses YIELD_FACTOR times as long as the batch took, so acknowledging a burst gets
+# most of the CPU. Beyond MAX_LAG_SECONDS of backlog it stops yielding and catches up.
+MAX_LAG_SECONDS = 10.0
+YIELD_FACTOR = 2.0
+BUSY_WINDOW_SECONDS = 0.05
 
 # Events applied per writer job. Webhook acknowledgements queue behind the job on the one
 # writer thread, so a job must stay short; small deliveries still share a commit.
@@ -102,20 +108,32 @@ class JournalProcessor:
         self._batch = batch
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time, whoever asks (run loop, drain)
+        self._last_delivery = 0.0
+        self._lagging = False
         self.listeners: list[SummaryListener] = []
 
     def wake(self) -> None:
+        """A delivery was just acknowledged (called by the webhook handler)."""
+        self._last_delivery = time.monotonic()
         self._wake.set()
+
+    def _deliveries_flowing(self) -> bool:
+        return time.monotonic() - self._last_delivery < BUSY_WINDOW_SECONDS
 
     async def run(self) -> None:
         while True:
             self._wake.clear()
+            started = time.monotonic()
             try:
                 processed = await self.process_pending()
             except Exception:  # noqa: BLE001 - keep ingesting; the row stays pending for a retry
                 log.exception("journal processing failed")
                 processed = 0
                 await asyncio.sleep(1.0)
+            if processed and self._deliveries_flowing() and not self._lagging:
+                # A burst is arriving: give most of the CPU to acknowledging it (Meta wants
+                # answers fast; the journal holds the rest durably) until the backlog gets old.
+                await asyncio.sleep(min(0.5, YIELD_FACTOR * (time.monotonic() - started)))
             if processed == 0:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that arrives as the event is set, and shutdown would wait forever.
@@ -135,8 +153,8 @@ class JournalProcessor:
         parsed = [_parse(row["id"], row["body"]) for row in rows]
         # Replaying is background work: acknowledging new deliveries goes first, unless the
         # backlog is getting old, then the journal catches up at full priority.
-        lagging = (utcnow() - from_iso(rows[0]["received_at"])).total_seconds() > MAX_LAG_SECONDS
-        write = self._db.write if lagging else self._db.write_background
+        self._lagging = (utcnow() - from_iso(rows[0]["received_at"])).total_seconds() > MAX_LAG_SECONDS
+        write = self._db.write if self._lagging else self._db.write_background
         summaries: list[ApplySummary] = []
         for chunk in _chunks(parsed):
             summaries.extend(await write(_apply_batch, chunk, self.executors))
