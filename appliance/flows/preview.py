@@ -39,7 +39,7 @@ from appliance.flows.effects import (
     parse_button_payload,
 )
 from appliance.flows.validate import check_document
-from appliance.timeutil import from_iso
+from appliance.timeutil import from_iso, to_iso
 
 __all__ = ["run_preview"]
 
@@ -124,11 +124,12 @@ def run_preview(
             if isinstance(effect, Send):
                 transcript.append({"type": "message", **_rendered(effect, channel)})
             elif isinstance(effect, Schedule):
-                transcript.append({"type": "wait", "kind": effect.kind, "until": effect.at.isoformat()})
+                transcript.append({"type": "wait", "kind": effect.kind, "until": to_iso(effect.at)})
                 if effect.kind == "delay":
                     pending.append(TimerFired(effect.token))
             elif isinstance(effect, CallOut):
-                transcript.append({"type": "call", "kind": effect.kind, "step": effect.step})
+                transcript.append({"type": "call", "kind": effect.kind, "step": effect.step,
+                                   "error": "not_configured"})
                 pending.append(CallResult(step=effect.step, ok=False, error="not_configured"))
             elif isinstance(effect, Handoff):
                 transcript.append({"type": "handoff", "assign_to": effect.assign_to})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from urllib.parse import quote
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from appliance.errors import BadRequest, Unprocessable
+from appliance.errors import BadRequest, NotFound, Unprocessable
 from appliance.flows import store
 from appliance.flows.models import flow_json_schema
 from appliance.flows.preview import run_preview
@@ -57,12 +58,12 @@ def _range(since: str | None, until: str | None) -> tuple[str, str]:
     try:
         end = _moment(until) if until else utcnow() + timedelta(seconds=1)
         start = _moment(since) if since else end - timedelta(days=30)
-    except ValueError as exc:
+        if start >= end:
+            raise BadRequest("`from` must be before `to`", code="invalid_query")
+        return to_iso(start), to_iso(end)
+    except (ValueError, OverflowError) as exc:  # unparseable, or beyond the years 1-9999 in UTC
         raise BadRequest("`from` and `to` must be ISO-8601 times, e.g. 2026-11-01T00:00:00Z",
                          code="invalid_query") from exc
-    if start >= end:
-        raise BadRequest("`from` must be before `to`", code="invalid_query")
-    return to_iso(start), to_iso(end)
 
 
 @get("/flows/schema", guards=[requires("agent")])
@@ -84,7 +85,7 @@ class FlowController(Controller):
         return page(rows, limit, lambda item: int(item["id"]))
 
     @post("/", status_code=201)
-    async def create(self, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
+    async def create(self, data: JSONBody[Any], runtime: RuntimeDep) -> dict[str, Any]:
         """Store a new draft (also how an exported document is imported)."""
         checked = check_document(data)
         if checked.document is None:
@@ -96,7 +97,7 @@ class FlowController(Controller):
         return await runtime.db.read(store.get_flow, flow_id)
 
     @put("/{flow_id:int}")
-    async def update(self, flow_id: FlowId, data: JSONBody[dict[str, Any]], runtime: RuntimeDep) -> dict[str, Any]:
+    async def update(self, flow_id: FlowId, data: JSONBody[Any], runtime: RuntimeDep) -> dict[str, Any]:
         """Replace the draft; the published version keeps running until the next publish."""
         checked = check_document(data)
         if checked.document is None:
@@ -131,13 +132,17 @@ class FlowController(Controller):
         else:
             loaded = await runtime.db.read(store.load_version, flow_id, version)
             if loaded is None:
-                raise BadRequest(f"flow {flow_id} has no version {version}", code="invalid_query")
+                raise NotFound(f"flow {flow_id} has no published version {version}")
             document = loaded.to_json()
-        name = "".join(c if c.isalnum() else "-" for c in document.get("name", "flow")).strip("-")[:60] or "flow"
+        title = str(document.get("name", "flow"))
+        ascii_name = "".join(c if c.isascii() and c.isalnum() else "-" for c in title).strip("-")[:60] or "flow"
+        # RFC 6266: an ASCII fallback, and the real name percent-encoded for clients that read it.
+        disposition = (f'attachment; filename="{ascii_name}.aat-flow.json"; '
+                       f"filename*=UTF-8''{quote(title[:60], safe='')}.aat-flow.json")
         return Response(
             json.dumps(document, ensure_ascii=False, indent=2).encode(),
             media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="{name}.aat-flow.json"'},
+            headers={"Content-Disposition": disposition},
         )
 
     @get("/{flow_id:int}/stats")

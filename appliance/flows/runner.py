@@ -315,7 +315,7 @@ def _resume_from_button(
     run_id: int, click: Click,
 ) -> bool:
     found = store.get_run(session.db, run_id, view)
-    if found is None or found[1] != facts.contact_id:
+    if found is None or found[1] != facts.contact_id or store.is_deleted(session.db, found[0].flow_id):
         return False
     state, _ = found
     if state.status != "active":

@@ -85,6 +85,10 @@ def get_flow(db: Database, flow_id: int) -> dict[str, Any]:
     return _public(_row(db, flow_id), db)
 
 
+def is_deleted(db: Database, flow_id: int) -> bool:
+    return scalar(db, "SELECT deleted_at IS NOT NULL FROM flows WHERE id = ?", [flow_id]) in (1, None)
+
+
 def draft_document(db: Database, flow_id: int) -> dict[str, Any]:
     return json.loads(_row(db, flow_id)["document"])
 
