@@ -13,6 +13,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from appliance.channels.events import ContactRef
+from appliance import events
 from appliance.errors import NotFound
 from appliance.store.rows import many, one
 
@@ -69,6 +70,7 @@ def upsert_contact(db: Database, channel_id: int, ref: ContactRef, now: str) -> 
             [channel_id, ref.bsuid or ref.external_id, ref.wa_id, ref.bsuid, ref.parent_bsuid,
              ref.name, first, last, ref.username, ref.wa_id, now, now],
         )
+        events.emit(db, "contact.created", contact_id=int(cursor.lastrowid), now=now)
         return int(cursor.lastrowid), True
     updates: dict[str, Any] = {}
     for column, value in (
@@ -87,6 +89,7 @@ def upsert_contact(db: Database, channel_id: int, ref: ContactRef, now: str) -> 
         db.execute(
             f"UPDATE contacts SET {assignments} WHERE id = ?", [*updates.values(), existing["id"]]
         )
+        events.emit(db, "contact.updated", contact_id=int(existing["id"]), now=now)
     return int(existing["id"]), False
 
 
@@ -104,6 +107,7 @@ def set_marketing_preference(db: Database, contact_id: int, opted_out: bool, now
         "UPDATE contacts SET marketing_opt_out = ?, updated_at = ? WHERE id = ?",
         [int(opted_out), now, contact_id],
     )
+    events.emit(db, "contact.updated", contact_id=contact_id, now=now)
 
 
 _SELECT = """
@@ -192,6 +196,7 @@ def update_contact(db: Database, contact_id: int, changes: dict[str, Any], now: 
         updates["updated_at"] = now
         assignments = ", ".join(f"{column} = ?" for column in updates)
         db.execute(f"UPDATE contacts SET {assignments} WHERE id = ?", [*updates.values(), contact_id])
+        events.emit(db, "contact.updated", contact_id=contact_id, now=now)
     return get_contact(db, contact_id)
 
 
@@ -206,19 +211,26 @@ def delete_contact(db: Database, contact_id: int) -> None:
     )
     db.execute("DELETE FROM webhook_journal_contacts WHERE contact_id = ?", [contact_id])
     db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
+    # Which contact is all an event says: the erased person is not described anywhere.
+    db.execute("DELETE FROM events WHERE contact_id = ? OR conversation_id NOT IN (SELECT id FROM conversations)",
+               [contact_id])
+    events.emit(db, "contact.deleted", contact_id=contact_id)
 
 
 def add_tag(db: Database, contact_id: int, tag: str, now: str) -> None:
     get_contact(db, contact_id)
-    db.execute(
+    added = db.execute(
         "INSERT OR IGNORE INTO contact_tags (contact_id, tag, created_at) VALUES (?, ?, ?)",
         [contact_id, tag, now],
-    )
+    ).rowcount
+    if added:
+        events.emit(db, "contact.updated", contact_id=contact_id, now=now)
 
 
 def remove_tag(db: Database, contact_id: int, tag: str) -> None:
     get_contact(db, contact_id)
-    db.execute("DELETE FROM contact_tags WHERE contact_id = ? AND tag = ?", [contact_id, tag])
+    if db.execute("DELETE FROM contact_tags WHERE contact_id = ? AND tag = ?", [contact_id, tag]).rowcount:
+        events.emit(db, "contact.updated", contact_id=contact_id)
 
 
 def tags_of(db: Database, contact_id: int) -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from appliance import events
 from appliance.contacts import store as contacts
 from appliance.flows import engine, store, subscriptions
 from appliance.flows.effects import (
@@ -218,6 +219,10 @@ class _Session:
                 "assignee_id = COALESCE(?, assignee_id), updated_at = ? WHERE id = ?",
                 [assignee, self.now, conversation_id],
             )
+            events.emit(self.db, "conversation.updated", conversation_id=conversation_id, now=self.now)
+            if assignee:
+                events.emit(self.db, "conversation.assigned", conversation_id=conversation_id,
+                            user_id=assignee, now=self.now)
 
     def send(self, effect: Send, state: RunState, conversation_id: int) -> None:
         if not (effect.text or effect.media or effect.cards):

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from appliance import events
 from appliance.errors import NotFound
 from appliance.flows.effects import ContactView, RunState
 from appliance.flows.models import FlowDocument
@@ -187,7 +188,13 @@ def create_run(
 
 
 def save_run(db: Database, state: RunState, now: str) -> None:
+    """Persist the run; its completion is a ``flow.completed`` event."""
     ended = now if state.status != "active" else None
+    if state.status == "completed":
+        previous = one(db, "SELECT status, contact_id FROM flow_runs WHERE id = ?", [state.run_id])
+        if previous is not None and previous["status"] == "active":
+            events.emit(db, "flow.completed", flow_id=state.flow_id, run_id=state.run_id,
+                        contact_id=previous["contact_id"], now=now)
     db.execute(
         """UPDATE flow_runs SET status = ?, step = ?, waiting = ?, retries = ?, turns = ?, timer = ?,
                origin_comment = ?, updated_at = ?, ended_at = COALESCE(ended_at, ?)

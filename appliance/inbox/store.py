@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from appliance import events
 from appliance.errors import NotFound
 from appliance.store.rows import many, one, scalar
 
@@ -73,6 +74,9 @@ def record_inbound(
     message_id = insert_message(db, {**values, "conversation_id": conversation_id})
     if message_id is None:
         return None
+    events.emit(db, "message.created", message_id=message_id, conversation_id=conversation_id,
+                contact_id=values.get("contact_id"), now=now)
+    events.emit(db, "conversation.updated", conversation_id=conversation_id, now=now)
     occurred = values["occurred_at"]
     if counts_unread:
         db.execute(
@@ -111,6 +115,8 @@ def advance_status(
                WHERE id = ? AND status IN ('queued', 'sent')""",
             [code, message, external_id, now, message_id],
         )
+        if cursor.rowcount == 1:
+            events.emit(db, "message.updated", message_id=message_id, now=now)
         return cursor.rowcount == 1
     rank = STATUS_RANK[status]
     cursor = db.execute(
@@ -119,6 +125,8 @@ def advance_status(
               ({", ".join(repr(s) for s, r in STATUS_RANK.items() if r < rank)})""",
         [status, external_id, now, message_id],
     )
+    if cursor.rowcount == 1:
+        events.emit(db, "message.updated", message_id=message_id, now=now)
     return cursor.rowcount == 1
 
 
@@ -139,6 +147,8 @@ def advance_status_by_watermark(
             f"UPDATE messages SET status = ?, updated_at = ? WHERE id IN ({', '.join('?' * len(ids))})",
             [status, now, *ids],
         )
+        for message_id in ids:
+            events.emit(db, "message.updated", message_id=message_id, now=now)
     return ids
 
 
@@ -170,6 +180,8 @@ def revoke_message(db: Database, channel_id: int, external_id: str, now: str) ->
            WHERE channel_id = ? AND external_id = ?""",
         [now, channel_id, external_id],
     )
+    for row in many(db, "SELECT id FROM messages WHERE channel_id = ? AND external_id = ?", [channel_id, external_id]):
+        events.emit(db, "message.updated", message_id=row["id"], now=now)
     return cursor.rowcount > 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from huey import SqliteHuey, crontab
 
+from appliance import events
 from appliance.ingest import journal
 from appliance.runtime import Runtime
 from appliance.timeutil import to_iso, utcnow
@@ -14,14 +15,21 @@ from appliance.timeutil import to_iso, utcnow
 __all__ = ["register", "purge_journal"]
 
 
+# Domain events are read within seconds by live updates and webhooks; a week covers outages.
+EVENT_DAYS = 7
+
+
 def purge_journal(runtime: Runtime) -> dict[str, Any]:
-    """Delete processed journal rows older than the retention and dedupe keys older than 8 days."""
+    """Delete processed journal rows older than the retention, dedupe keys older than 8 days,
+    and domain events older than a week."""
     now = utcnow()
-    return runtime.db.write_sync(
+    summary = runtime.db.write_sync(
         journal.purge,
         processed_before=to_iso(now - timedelta(days=runtime.settings.journal_retention_days)),
         keys_before=to_iso(now - timedelta(days=journal.SEEN_KEY_DAYS)),
     )
+    summary["events"] = runtime.db.write_sync(events.purge, to_iso(now - timedelta(days=EVENT_DAYS)))
+    return summary
 
 
 def register(huey: SqliteHuey, runtime: Runtime) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from appliance import events
 from appliance.errors import NotFound
 from appliance.inbox.store import advance_status, insert_message
 from appliance.store.rows import many, one, scalar
@@ -109,6 +110,9 @@ def enqueue(
         "UPDATE conversations SET last_message_at = MAX(COALESCE(last_message_at, ''), ?), updated_at = ? WHERE id = ?",
         [now, now, conversation_id],
     )
+    events.emit(db, "message.created", message_id=message_id, conversation_id=conversation_id,
+                contact_id=conversation["contact_id"], now=now)
+    events.emit(db, "conversation.updated", conversation_id=conversation_id, now=now)
     return message_id
 
 

@@ -337,10 +337,10 @@ async def test_processed_raw_bodies_are_purged_after_the_retention_and_dedupe_st
     from appliance.timeutil import to_iso, utcnow
 
     await ingest(client, fixture_bytes("whatsapp_text"))
-    assert purge_journal(runtime) == {"journal_rows": 0, "dedupe_keys": 0}  # too young
+    assert purge_journal(runtime) == {"journal_rows": 0, "dedupe_keys": 0, "events": 0}  # too young
     old = to_iso(utcnow() - timedelta(days=runtime.settings.journal_retention_days, hours=1))
     workspace.gateway.write_sync(lambda db: db.execute("UPDATE webhook_journal SET processed_at = ?", [old]))
-    assert purge_journal(runtime) == {"journal_rows": 1, "dedupe_keys": 0}
+    assert purge_journal(runtime) == {"journal_rows": 1, "dedupe_keys": 0, "events": 0}
     assert _journal_count(workspace) == 0
     await ingest(client, fixture_bytes("whatsapp_text"))  # Meta retries after the purge
     assert len(_messages(workspace)) == 1
