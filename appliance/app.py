@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from appliance import __version__
+from appliance import __version__, ai, integrations
 from appliance.connections.routes import ChannelController
 from appliance.contacts.routes import ContactController
 from appliance.inbox.routes import ConversationController
@@ -46,6 +46,9 @@ __all__ = ["create_app"]
 log = logging.getLogger("aat.app")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+
+# Feature packages plugged into the app (appliance/features.py says what each may bring).
+FEATURES = [ai.FEATURE, integrations.FEATURE]
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:
@@ -90,18 +93,23 @@ def create_app(
                 runtime.wake_sender()
 
         runtime.followups.loop = asyncio.get_running_loop()
+        for feature in FEATURES:
+            feature.install(runtime)
         runtime.processor.executors = runtime.call_kinds()
         runtime.processor.listeners.append(after_apply)
         await runtime.sender.recover()
         workers = [
             asyncio.create_task(runtime.processor.run(), name="journal-processor"),
             asyncio.create_task(runtime.sender.run(), name="sender"),
+            *(asyncio.create_task(work) for feature in FEATURES for work in feature.workers(runtime)),
         ]
         consumer = None
         if run_queue:
             huey = create_huey(settings.data_dir)
             ingest_tasks.register(huey, runtime)
             flow_tasks.register(huey, runtime)
+            for feature in FEATURES:
+                feature.register_tasks(huey, runtime)
             consumer = InProcessConsumer(huey, workers=1, periodic=True, check_worker_health=False)
             consumer.start()
         runtime.ready = True
@@ -127,11 +135,15 @@ def create_app(
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
             GrowthController, all_links, UserController, me, get_workspace_settings, put_workspace_settings,
+            *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
     )
     return Litestar(
-        route_handlers=[healthz, readyz, metrics, verify_subscription, receive_webhook, api],
+        route_handlers=[
+            healthz, readyz, metrics, verify_subscription, receive_webhook, api,
+            *(route for feature in FEATURES for route in feature.public_routes),
+        ],
         dependencies={"runtime": Provide(runtime_dep, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         middleware=[AccessLogMiddleware],
