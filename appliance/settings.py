@@ -123,15 +123,45 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Timeout of every outside HTTP call (Graph API and others)."
     )
 
-    # --- AI providers (used from the AI issue on) --------------------------------------------
+    # --- AI providers --------------------------------------------------------------------
     anthropic_base_url: str | None = Field(
         None, description="Base URL of the Anthropic API (default: the SDK's)."
     )
     openai_base_url: str | None = Field(
         None, description="Base URL of the OpenAI API (default: the SDK's)."
     )
+    ai_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="Timeout of one AI provider call."
+    )
+    ai_max_retries: int = Field(
+        2, ge=0, le=5, description="Retries of a failed AI provider call (the SDKs' own backoff)."
+    )
 
-    @field_validator("graph_api_base", "instagram_api_base", "public_url")
+    # --- integrations ----------------------------------------------------------------------
+    google_api_base: str = Field(
+        "https://sheets.googleapis.com", description="Base URL of the Google Sheets API."
+    )
+    google_oauth_base: str = Field(
+        "https://oauth2.googleapis.com", description="Base URL of Google's OAuth 2.0 token endpoint."
+    )
+    google_authorize_url: str = Field(
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        description="Google's OAuth 2.0 authorization page (the Connect button sends users there).",
+    )
+    google_client_id: str | None = Field(
+        None, description="OAuth client id used by the Google Sheets Connect button (hosted); "
+        "self-hosters can instead PUT their own client with a refresh token.",
+    )
+    google_client_secret: SecretStr | None = Field(
+        None, description="OAuth client secret belonging to AAT_GOOGLE_CLIENT_ID."
+    )
+    http_allow_private: bool = Field(
+        False,
+        description="Test-only: lets http_request steps and outbound webhooks reach loopback and "
+        "private addresses. Refused (with a warning) when AAT_PUBLIC_URL is https.",
+    )
+
+    @field_validator("graph_api_base", "instagram_api_base", "public_url", "google_api_base", "google_oauth_base")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
