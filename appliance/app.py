@@ -18,6 +18,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__, ai, integrations
+from appliance.audit.routes import list_audit
 from appliance.connections.routes import ChannelController
 from appliance.contacts.routes import ContactController
 from appliance.inbox.routes import ConversationController
@@ -135,6 +136,7 @@ def create_app(
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
             GrowthController, all_links, UserController, me, get_workspace_settings, put_workspace_settings,
+            list_audit,
             *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],

@@ -17,6 +17,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from appliance import audit
 from appliance.errors import AatError
 from appliance.settings import Settings
 from appliance.timeutil import iso_now
@@ -233,6 +234,8 @@ def users_create(email: str, role: str, name: str, password_stdin: bool, data_di
     with direct_database(settings) as db:
         row = store.create_user(db, email=user.email, role=user.role, name=user.name,
                                 password_hash=password_hash, now=iso_now())
+        audit.record(db, _cli_actor(), "user.create", target_kind="user", target_id=row["id"],
+                     details={"role": row["role"]})
     click.echo(f"created {row['role']} {row['email']} (id {row['id']})")
 
 
@@ -256,10 +259,44 @@ def tokens_create(name: str, role: str, data_dir: Path | None) -> None:
     settings = _settings(data_dir)
     token = new_api_token()
     with direct_database(settings) as db:
-        store.create_token(db, name=name, token_hash=hash_token(token), prefix=token[:10],
-                           role=role, now=iso_now())
+        token_id = store.create_token(db, name=name, token_hash=hash_token(token), prefix=token[:10],
+                                      role=role, now=iso_now())
+        audit.record(db, _cli_actor(), "token.create", target_kind="token", target_id=token_id,
+                     details={"role": role})
     click.echo(f"token {name!r} ({role}) created; it is shown only this once:", err=True)
     click.echo(token)
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@data_dir_option
+def audit_verify(data_dir: Path | None) -> None:
+    """Check that no audit entry was changed or removed; exit 1 when the chain is broken."""
+    from appliance.store.workspace import direct_database
+
+    settings = _settings(data_dir)
+    with direct_database(settings) as db:
+        intact, checked, broken = audit.verify(db)
+    if not intact:
+        raise click.ClickException(
+            f"the audit log is broken at entry {broken}: it was changed, or an entry before it was removed "
+            f"({checked} entries verified before it)"
+        )
+    click.echo(f"audit log intact: {checked} entries verified")
+
+
+def _cli_actor() -> Any:
+    import getpass
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = None
+    return audit.Actor("cli", label=who)
 
 
 @main.group()

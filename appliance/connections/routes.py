@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from appliance.audit import audited
 from appliance.connections import store
-from appliance.team.auth import requires
+from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import iso_now
 from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
@@ -77,11 +78,14 @@ class ChannelController(Controller):
         return page([public_channel(r) for r in rows], limit, lambda item: int(item["id"]))
 
     @post("/", status_code=201)
-    async def connect(self, data: JSONBody[ConnectChannel], runtime: RuntimeDep) -> dict[str, Any]:
+    async def connect(
+        self, data: JSONBody[ConnectChannel], request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
         """Connect a channel, or reconnect it with a new token (fields left out keep their values)."""
         token_enc = runtime.fields.encrypt(data.access_token, store.token_context(data.type, data.external_id))
         row = await runtime.db.write(
-            store.connect_channel,
+            audited, actor_of(request), "channel.connect", "channel", store.connect_channel,
+            target_of=lambda r: r["id"], details={"type": data.type, "external_id": data.external_id},
             channel_type=data.type,
             external_id=data.external_id,
             token_enc=token_enc,
@@ -95,7 +99,12 @@ class ChannelController(Controller):
         return public_channel(row)
 
     @delete("/{channel_id:int}", status_code=200)
-    async def disconnect(self, channel_id: Annotated[int, IdPath], runtime: RuntimeDep) -> dict[str, Any]:
+    async def disconnect(
+        self, channel_id: Annotated[int, IdPath], request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
         """Erase the token at once and mark the channel disconnected; its conversations stay."""
-        row = await runtime.db.write(store.disconnect_channel, channel_id, iso_now())
+        row = await runtime.db.write(
+            audited, actor_of(request), "channel.disconnect", "channel", store.disconnect_channel, channel_id,
+            iso_now(), target_of=lambda r: r["id"],
+        )
         return public_channel(row)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from appliance.audit import audited
 from appliance.contacts import store
 from appliance.contacts.store import ContactFilter
-from appliance.team.auth import requires
+from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import iso_now
 from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
@@ -119,8 +120,11 @@ class ContactController(Controller):
         return public_contact(row)
 
     @delete("/{contact_id:int}", status_code=204)
-    async def erase_contact(self, contact_id: ContactId, runtime: RuntimeDep) -> None:
-        await runtime.db.write(store.delete_contact, contact_id)
+    async def erase_contact(
+        self, contact_id: ContactId, request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> None:
+        """GDPR erasure. The audit log records that an erasure happened, not whom it erased."""
+        await runtime.db.write(audited, actor_of(request), "contact.erase", "contact", store.delete_contact, contact_id)
 
     @post("/{contact_id:int}/tags", status_code=200)
     async def add_tag(self, contact_id: ContactId, data: JSONBody[NewTag], runtime: RuntimeDep) -> dict[str, Any]:

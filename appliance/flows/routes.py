@@ -12,12 +12,13 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from appliance.audit import audited
 from appliance.errors import BadRequest, NotFound, Unprocessable
 from appliance.flows import store
 from appliance.flows.models import flow_json_schema
 from appliance.flows.preview import run_preview
 from appliance.flows.validate import check_document, check_publish
-from appliance.team.auth import Principal, requires
+from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import from_iso, iso_now, to_iso, utcnow
 from appliance.web.api import MAX_ID, Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
@@ -85,31 +86,46 @@ class FlowController(Controller):
         return page(rows, limit, lambda item: int(item["id"]))
 
     @post("/", status_code=201)
-    async def create(self, data: JSONBody[Any], runtime: RuntimeDep) -> dict[str, Any]:
+    async def create(
+        self, data: JSONBody[Any], request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
         """Store a new draft (also how an exported document is imported)."""
         checked = check_document(data)
         if checked.document is None:
             raise _invalid(checked.errors, "the flow document is invalid")
-        return await runtime.db.write(store.create_flow, checked.document.to_json(), iso_now())
+        return await runtime.db.write(
+            audited, actor_of(request), "flow.create", "flow", store.create_flow, checked.document.to_json(),
+            iso_now(), target_of=lambda r: r["id"],
+        )
 
     @get("/{flow_id:int}")
     async def get_flow(self, flow_id: FlowId, runtime: RuntimeDep) -> dict[str, Any]:
         return await runtime.db.read(store.get_flow, flow_id)
 
     @put("/{flow_id:int}")
-    async def update(self, flow_id: FlowId, data: JSONBody[Any], runtime: RuntimeDep) -> dict[str, Any]:
+    async def update(
+        self, flow_id: FlowId, data: JSONBody[Any], request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
         """Replace the draft; the published version keeps running until the next publish."""
         checked = check_document(data)
         if checked.document is None:
             raise _invalid(checked.errors, "the flow document is invalid")
-        return await runtime.db.write(store.update_flow, flow_id, checked.document.to_json(), iso_now())
+        return await runtime.db.write(
+            audited, actor_of(request), "flow.update", "flow", store.update_flow, flow_id,
+            checked.document.to_json(), iso_now(), target_of=lambda r: r["id"],
+        )
 
     @delete("/{flow_id:int}", status_code=204)
-    async def remove(self, flow_id: FlowId, runtime: RuntimeDep) -> None:
-        await runtime.db.write(store.delete_flow, flow_id, iso_now())
+    async def remove(self, flow_id: FlowId, request: Request[Principal, Any, Any], runtime: RuntimeDep) -> None:
+        await runtime.db.write(
+            audited, actor_of(request), "flow.delete", "flow", store.delete_flow, flow_id, iso_now(),
+            target_of=lambda _: flow_id,
+        )
 
     @post("/{flow_id:int}/publish", status_code=200)
-    async def publish(self, flow_id: FlowId, runtime: RuntimeDep) -> dict[str, Any]:
+    async def publish(
+        self, flow_id: FlowId, request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
         """Freeze the draft as a new immutable version; contacts already running stay on theirs."""
         draft = await runtime.db.read(store.draft_document, flow_id)
         checked = check_document(draft)
@@ -118,7 +134,10 @@ class FlowController(Controller):
         published = check_publish(checked.document)
         if published.document is None:
             raise _invalid(published.errors, "the flow cannot be published")
-        version = await runtime.db.write(store.publish, flow_id, checked.document.to_json(), iso_now())
+        version = await runtime.db.write(
+            audited, actor_of(request), "flow.publish", "flow", store.publish, flow_id,
+            checked.document.to_json(), iso_now(), target_of=lambda _: flow_id,
+        )
         return {"version": version, "warnings": _warnings(published.warnings)}
 
     @get("/{flow_id:int}/export")

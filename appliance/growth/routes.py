@@ -12,17 +12,18 @@ import io
 from typing import Annotated, Any
 
 import segno
-from litestar import Controller, Response, get, put
+from litestar import Controller, Request, Response, get, put
 from litestar.params import JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from appliance.audit import audited
 from appliance.channels.graph import call_json
 from appliance.channels.profile import ProfileError, handle_lookup, profile_requests, ref_link
 from appliance.connections import store as channels
 from appliance.errors import Conflict, Unprocessable
 from appliance.growth import store
 from appliance.runtime import Runtime
-from appliance.team.auth import requires
+from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import iso_now
 from appliance.web.api import IdPath, RuntimeDep
 
@@ -158,7 +159,8 @@ class GrowthController(Controller):
 
     @put("/profile")
     async def put_profile(
-        self, channel_id: Annotated[int, IdPath], data: JSONBody[ChannelProfile], runtime: RuntimeDep
+        self, channel_id: Annotated[int, IdPath], data: JSONBody[ChannelProfile],
+        request: Request[Principal, Any, Any], runtime: RuntimeDep,
     ) -> dict[str, Any]:
         """Store the profile, then push it to Meta; ``push_error`` says why Meta refused."""
         row, token = await _token(runtime, channel_id)
@@ -167,7 +169,10 @@ class GrowthController(Controller):
             requests = profile_requests(row["type"], profile, asset_id=row["external_id"], page_id=row["page_id"])
         except ProfileError as exc:
             raise Unprocessable(str(exc), code="invalid_profile") from exc
-        await runtime.db.write(store.save_profile, channel_id, profile, iso_now())
+        await runtime.db.write(
+            audited, actor_of(request), "channel.profile", "channel", store.save_profile, channel_id, profile,
+            iso_now(), target_of=lambda _: channel_id,
+        )
         error = None
         for request in requests:
             _, failure = await call_json(runtime.http, request.method, _url(runtime, request.host, request.path),

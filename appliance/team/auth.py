@@ -17,11 +17,12 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
+from appliance.audit import Actor
 from appliance.team import store
 from appliance.team.credentials import TOKEN_PREFIX, hash_token
 from appliance.timeutil import from_iso, to_iso, utcnow
 
-__all__ = ["Principal", "BearerAuthMiddleware", "requires"]
+__all__ = ["Principal", "BearerAuthMiddleware", "requires", "actor_of"]
 
 # last_used_at is informational; refresh it at most this often (it costs a write).
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -34,6 +35,15 @@ class Principal:
     role: str
     name: str
     user_id: int | None = None
+
+
+def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
+    """Who did it, for the audit log: the principal and the client address."""
+    principal: Principal = connection.user
+    ip = connection.client.host if connection.client else None
+    if principal.kind == "token":
+        return Actor("token", str(principal.id), principal.name, ip)
+    return Actor("user", str(principal.user_id or principal.id), principal.name, ip)
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody
 
+from appliance.audit import audited
 from appliance.errors import Forbidden
 from appliance.team import store
-from appliance.team.auth import Principal, requires
+from appliance.team.auth import Principal, actor_of, requires
 from appliance.team.credentials import hash_password
 from appliance.team.models import NewUser
 from appliance.timeutil import iso_now
@@ -63,7 +64,8 @@ class UserController(Controller):
         # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
         password_hash = await asyncio.to_thread(hash_password, data.password) if data.password else None
         row = await runtime.db.write(
-            store.create_user, email=data.email, role=data.role, name=data.name,
-            password_hash=password_hash, now=iso_now(),
+            audited, actor_of(request), "user.create", "user", store.create_user,
+            target_of=lambda r: r["id"], details={"role": data.role},
+            email=data.email, role=data.role, name=data.name, password_hash=password_hash, now=iso_now(),
         )
         return public_user(row)

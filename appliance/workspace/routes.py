@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import get, put
+from litestar import Request, get, put
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from appliance.audit import audited
 from appliance.flows.timing import known_zone
-from appliance.team.auth import requires
+from appliance.team.auth import Principal, actor_of, requires
 from appliance.web.api import RuntimeDep
 from appliance.workspace import store
 
@@ -48,6 +49,12 @@ async def get_workspace_settings(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @put("/settings/workspace", guards=[requires("admin")])
-async def put_workspace_settings(data: JSONBody[WorkspaceSettings], runtime: RuntimeDep) -> dict[str, Any]:
+async def put_workspace_settings(
+    data: JSONBody[WorkspaceSettings], request: Request[Principal, Any, Any], runtime: RuntimeDep
+) -> dict[str, Any]:
     """Change the given settings; the others stay."""
-    return await runtime.db.write(store.write, data.model_dump(exclude_unset=True, exclude_none=True))
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    return await runtime.db.write(
+        audited, actor_of(request), "settings.workspace", None, store.write, changes,
+        details={"changed": sorted(changes)},
+    )
