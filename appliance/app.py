@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from appliance import __version__, ai, integrations
+from appliance import __version__, ai, broadcasts, integrations, privacy
 from appliance.audit.routes import list_audit
 from appliance.connections.routes import ChannelController
 from appliance.contacts.routes import ContactController
@@ -49,7 +49,7 @@ log = logging.getLogger("aat.app")
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 # Feature packages plugged into the app (appliance/features.py says what each may bring).
-FEATURES = [ai.FEATURE, integrations.FEATURE]
+FEATURES = [ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE]
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:
