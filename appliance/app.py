@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 
 import httpx
@@ -16,6 +17,9 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
 from appliance import __version__, ai, broadcasts, integrations, privacy
 from appliance.audit.routes import list_audit
@@ -40,6 +44,7 @@ from appliance.web.access_log import AccessLogMiddleware
 from appliance.web.api import runtime_dep
 from appliance.web.errors import exception_handlers
 from appliance.web.health import healthz, metrics, readyz
+from appliance.web.pages.session import SESSION_PAGES
 from appliance.workspace.routes import get_workspace_settings, put_workspace_settings
 
 __all__ = ["create_app"]
@@ -47,6 +52,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("aat.app")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+WEB_DIR = Path(__file__).parent / "web"
 
 # Feature packages plugged into the app (appliance/features.py says what each may bring).
 FEATURES = [ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE]
@@ -143,7 +149,9 @@ def create_app(
     )
     return Litestar(
         route_handlers=[
-            healthz, readyz, metrics, verify_subscription, receive_webhook, api,
+            healthz, readyz, metrics, verify_subscription, receive_webhook, api, *SESSION_PAGES,
+            create_static_files_router(path="/static", directories=[WEB_DIR / "static"], name="static",
+                                       include_in_schema=False),
             *(route for feature in FEATURES for route in feature.public_routes),
         ],
         dependencies={"runtime": Provide(runtime_dep, sync_to_thread=False)},
@@ -151,6 +159,7 @@ def create_app(
         middleware=[AccessLogMiddleware],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="AAT appliance", version=__version__, path="/schema"),
+        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=JinjaTemplateEngine),
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
         logging_config=None,

@@ -11,6 +11,7 @@
     ├── PayloadTooLarge           payload_too_large 413
     ├── Unprocessable             invalid_request 422   well-formed but wrong (with details)
     │   └── PolicyViolation       outside_window / template_required / ...   Meta policy
+    ├── TooManyRequests           rate_limited    429   sign-in throttling
     └── ServiceUnavailable        unavailable     503   not ready, disk full
 
 Every error renders as ``{"error": {"code", "message", "details": [{"path", "message"}]}}``.
@@ -33,6 +34,7 @@ __all__ = [
     "PayloadTooLarge",
     "Unprocessable",
     "PolicyViolation",
+    "TooManyRequests",
     "ServiceUnavailable",
     "Detail",
     "error_body",
@@ -102,6 +104,11 @@ class PolicyViolation(Unprocessable):
     """Meta's messaging policy forbids this send; ``code`` names the rule."""
 
     default_code = "policy_violation"
+
+
+class TooManyRequests(AatError):
+    status_code = 429
+    default_code = "rate_limited"
 
 
 class ServiceUnavailable(AatError):

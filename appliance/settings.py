@@ -84,12 +84,45 @@ class Settings(BaseSettings):
         "info", description="Minimum level of the JSON logs written to stderr."
     )
 
+    # --- team sessions and email ------------------------------------------------------------
+    session_idle_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="A browser session ends after this long without use."
+    )
+    session_max_days: float = Field(
+        7.0, gt=0, le=90, description="A browser session ends this long after sign-in, used or not."
+    )
+    email_backend: Literal["none", "console", "smtp"] = Field(
+        "none",
+        description="How the appliance sends email (invitations, password resets): `none`, "
+        "`console` (printed to stdout, for development) or `smtp` (AAT_SMTP_URL).",
+    )
+    smtp_url: SecretStr | None = Field(
+        None, description="smtp[s]://user:password@host:port for AAT_EMAIL_BACKEND=smtp."
+    )
+    email_from: str = Field(
+        "AAT Systems <no-reply@localhost>", description="Sender address of the appliance's email."
+    )
+
     # --- ingest ----------------------------------------------------------------------------
     journal_retention_days: float = Field(
         7.0,
         ge=0,
         description="Days a processed webhook's raw body is kept in the journal before it is "
         "purged (dedupe keys are kept 8 days whatever this says, to outlast Meta's retries).",
+    )
+
+    # --- privacy and retention ---------------------------------------------------------------
+    log_retention_days: float = Field(
+        90.0, ge=1, le=3650,
+        description="Days operational records are kept: flow step statistics, outbound-webhook "
+        "delivery attempts, and the raw bodies of webhook deliveries that failed (the time left "
+        "to retry them).",
+    )
+    erasure_grace_days: float = Field(
+        0.0, ge=0, le=30,
+        description="Days between a data-deletion or deauthorize callback from Meta and the "
+        "erasure it asks for (0: at once). The status page shows the date; the retention job "
+        "completes the request when it is due.",
     )
 
     # --- outbox ----------------------------------------------------------------------------

@@ -72,7 +72,7 @@ async def client(settings: Settings, workspace: Workspace) -> AsyncIterator[Asyn
     settings); requests go through the ASGI stack. The app runs on the test client's portal
     thread and loop: tests watch it through HTTP and the thread-safe gateway."""
     app = create_app(settings, workspace=workspace, run_queue=False)
-    async with AsyncTestClient(app=app) as test_client:
+    async with AsyncTestClient(app=app, base_url="https://testserver.local") as test_client:
         yield test_client
 
 

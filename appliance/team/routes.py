@@ -8,14 +8,18 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody
 
-from appliance.audit import audited
+from sqlite_utils import Database
+
+from appliance import email
+from appliance.audit import audited, record
 from appliance.errors import Forbidden
-from appliance.team import store
+from appliance.team import sessions, store
 from appliance.team.auth import Principal, actor_of, requires
 from appliance.team.credentials import hash_password
 from appliance.team.models import NewUser
-from appliance.timeutil import iso_now
-from appliance.web.api import Cursor, Limit, RuntimeDep, decode_cursor, is_id, page
+from appliance.team.signin import INVITE_VALID, RESET_VALID
+from appliance.timeutil import iso_now, to_iso, utcnow
+from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
 __all__ = ["me", "UserController", "NewUser", "public_user"]
 
@@ -35,7 +39,7 @@ async def me(request: Request[Principal, Any, Any], runtime: RuntimeDep) -> dict
         user = {"id": str(row["id"]), "email": row["email"], "role": row["role"]}
     token = {"id": str(principal.id), "name": principal.name, "role": principal.role} \
         if principal.kind == "token" else None
-    return {"user": user, "token": token, "csrf_token": None}
+    return {"user": user, "token": token, "csrf_token": principal.csrf_token}
 
 
 class UserController(Controller):
@@ -63,9 +67,40 @@ class UserController(Controller):
             raise Forbidden("only an owner can add another owner")
         # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
         password_hash = await asyncio.to_thread(hash_password, data.password) if data.password else None
-        row = await runtime.db.write(
-            audited, actor_of(request), "user.create", "user", store.create_user,
-            target_of=lambda r: r["id"], details={"role": data.role},
-            email=data.email, role=data.role, name=data.name, password_hash=password_hash, now=iso_now(),
-        )
-        return public_user(row)
+        actor = actor_of(request)
+
+        def create(db: Database) -> tuple[dict[str, Any], str | None]:
+            row = audited(db, actor, "user.create", "user", store.create_user, target_of=lambda r: r["id"],
+                          details={"role": data.role}, email=data.email, role=data.role, name=data.name,
+                          password_hash=password_hash, now=iso_now())
+            token = None if password_hash else sessions.new_link(db, "invite", row["id"], valid_for=INVITE_VALID)
+            return row, token
+
+        row, token = await runtime.db.write(create)
+        result = public_user(row)
+        if token:
+            # Shown once, here; and mailed when the workspace sends email.
+            result["invite_url"] = f"{runtime.settings.public_url}/invite/{token}"
+            result["invite_emailed"] = await email.send(
+                runtime.settings, to=row["email"], subject="You're invited to an AAT Systems workspace",
+                body=f"Choose your password within 7 days:\n\n{result['invite_url']}\n")
+        return result
+
+    @post("/{user_id:int}/reset-link", status_code=201)
+    async def reset_link(
+        self, user_id: Annotated[int, IdPath], request: Request[Principal, Any, Any], runtime: RuntimeDep
+    ) -> dict[str, Any]:
+        """A one-time link (2 hours) that lets the user choose a new password; shown once."""
+        target = await runtime.db.read(store.get_user, user_id)
+        if target["role"] == "owner" and request.user.role != "owner":
+            raise Forbidden("only an owner can reset an owner's password")
+        actor = actor_of(request)
+
+        def make(db: Database) -> str:
+            token = sessions.new_link(db, "reset", user_id, valid_for=RESET_VALID)
+            record(db, actor, "user.reset_link", target_kind="user", target_id=user_id)
+            return token
+
+        token = await runtime.db.write(make)
+        return {"reset_url": f"{runtime.settings.public_url}/reset/{token}",
+                "expires_at": to_iso(utcnow() + RESET_VALID)}

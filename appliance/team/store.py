@@ -15,6 +15,8 @@ __all__ = [
     "ROLE_RANK",
     "create_user",
     "get_user",
+    "credentials_for",
+    "set_password",
     "list_users",
     "user_count",
     "create_token",
@@ -46,6 +48,16 @@ def get_user(db: Database, user_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"user {user_id} does not exist")
     return row
+
+
+def credentials_for(db: Database, email: str) -> dict[str, Any] | None:
+    """The user with this email (any case) and their password hash, for signing in."""
+    return one(db, "SELECT id, email, name, role, password_hash, disabled_at FROM users WHERE email = ?", [email])
+
+
+def set_password(db: Database, user_id: int, password_hash: str) -> None:
+    get_user(db, user_id)
+    db.conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id])
 
 
 def list_users(db: Database, *, after_id: int | None = None, limit: int = -1) -> list[dict[str, Any]]:

@@ -96,7 +96,8 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     headers = dict(exc.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    return _json(status, error_body(_CODES.get(status, "error"), message), headers)
+    code = exc.extra.get("code") if isinstance(exc.extra, dict) else None
+    return _json(status, error_body(code or _CODES.get(status, "error"), message), headers)
 
 
 def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

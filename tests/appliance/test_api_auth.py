@@ -68,6 +68,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("PUT", "/api/v1/channels/{channel_id:int}/profile"): ("admin", {"get_started_payload": "GET_STARTED"}, 200),
     ("GET", "/api/v1/settings/workspace"): ("admin", None, 200),
     ("GET", "/api/v1/audit"): ("admin", None, 200),
+    ("POST", "/api/v1/users/{user_id:int}/reset-link"): ("admin", None, 201),
     ("PUT", "/api/v1/settings/workspace"): ("admin", {"timezone": "Asia/Tbilisi"}, 200),
 }
 # Known deviations, each strict: the test starts failing (as a reminder) once it is fixed.
@@ -81,6 +82,7 @@ def _url(route: str, ids: dict[str, int]) -> str:
             .replace("{conversation_id:int}", str(ids["conversation"]))
             .replace("{channel_id:int}", str(ids["channel"]))
             .replace("{flow_id:int}", str(ids["flow"]))
+            .replace("{user_id:int}", str(ids["user"]))
             .replace("{tag:str}", "vip"))
 
 
@@ -95,7 +97,10 @@ async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, int
     execute(workspace, "INSERT INTO contact_tags (contact_id, tag, created_at) VALUES (?, 'vip', 'x')", [contact])
     flow = await client.post("/api/v1/flows", json=PRICING, headers=make_token(workspace, "owner"))
     assert flow.status_code == 201, flow.text
-    return {"channel": channel, "contact": contact, "conversation": conversation, "flow": int(flow.json()["id"])}
+    user = workspace.gateway.write_sync(lambda db: db.execute(
+        "INSERT INTO users (email, role, created_at) VALUES (?, 'agent', 'x')", [f"agent.{n}@example.com"]).lastrowid)
+    return {"channel": channel, "contact": contact, "conversation": conversation, "flow": int(flow.json()["id"]),
+            "user": user}
 
 
 async def _call(client: AsyncTestClient, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
