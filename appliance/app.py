@@ -24,7 +24,9 @@ from litestar.template.config import TemplateConfig
 from appliance import __version__, ai, broadcasts, integrations, privacy
 from appliance.audit.routes import list_audit
 from appliance.connections.routes import ChannelController
+from appliance.events.routes import live_events
 from appliance.contacts.routes import ContactController
+from appliance.inbox.action_routes import CannedReplyController, ConversationActions
 from appliance.inbox.routes import ConversationController
 from appliance.flows import tasks as flow_tasks
 from appliance.flows.routes import FlowController, flow_schema
@@ -100,6 +102,7 @@ def create_app(
                 runtime.wake_sender()
 
         runtime.followups.loop = asyncio.get_running_loop()
+        ws.gateway.on_commit.append(runtime.hub.wake)
         for feature in FEATURES:
             feature.install(runtime)
         runtime.processor.executors = runtime.call_kinds()
@@ -108,6 +111,7 @@ def create_app(
         workers = [
             asyncio.create_task(runtime.processor.run(), name="journal-processor"),
             asyncio.create_task(runtime.sender.run(), name="sender"),
+            asyncio.create_task(runtime.hub.run(), name="live-events"),
             *(asyncio.create_task(work) for feature in FEATURES for work in feature.workers(runtime)),
         ]
         consumer = None
@@ -125,6 +129,7 @@ def create_app(
             yield
         finally:
             runtime.ready = False
+            ws.gateway.on_commit.remove(runtime.hub.wake)
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -142,7 +147,7 @@ def create_app(
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
             GrowthController, all_links, UserController, me, get_workspace_settings, put_workspace_settings,
-            list_audit,
+            list_audit, live_events, ConversationActions, CannedReplyController,
             *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],

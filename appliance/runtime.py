@@ -49,6 +49,9 @@ class Runtime:
         from appliance.flows.tasks import FollowupDispatcher  # flows.tasks imports this module
 
         self.followups = FollowupDispatcher(self)
+        from appliance.events.hub import EventHub
+
+        self.hub = EventHub(self)
 
     @property
     def db(self) -> Gateway:

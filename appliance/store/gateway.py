@@ -88,6 +88,9 @@ class Gateway:
             target=self._write_loop, name=f"{name}-writer", daemon=True
         )
         self._closed = False
+        # Called on the writer thread after every successful COMMIT (must be quick and
+        # thread-safe: the live-updates hub's wake-up).
+        self.on_commit: list[Callable[[], None]] = []
         self._writer.start()
 
     # --- reads ------------------------------------------------------------------------------
@@ -213,6 +216,11 @@ class Gateway:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+        for callback in self.on_commit:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a listener must never stop the writer
+                log.exception("commit listener failed")
 
     def _fail_all(self, batch: list[_Job], exc: BaseException) -> None:
         conn = self._writer_db.conn

@@ -41,6 +41,8 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("DELETE", "/api/v1/contacts/{contact_id:int}"): ("agent", None, 204),
     ("POST", "/api/v1/contacts/{contact_id:int}/tags"): ("agent", {"tag": "vip"}, 200),
     ("DELETE", "/api/v1/contacts/{contact_id:int}/tags/{tag:str}"): ("agent", None, 200),
+    ("GET", "/api/v1/contacts/{contact_id:int}/export"): ("agent", None, 200),
+    ("POST", "/api/v1/contacts/{contact_id:int}/objection"): ("agent", None, 200),
     ("GET", "/api/v1/conversations"): ("agent", None, 200),
     ("GET", "/api/v1/conversations/{conversation_id:int}"): ("agent", None, 200),
     ("GET", "/api/v1/conversations/{conversation_id:int}/messages"): ("agent", None, 200),
@@ -69,25 +71,53 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("GET", "/api/v1/settings/workspace"): ("admin", None, 200),
     ("GET", "/api/v1/audit"): ("admin", None, 200),
     ("POST", "/api/v1/users/{user_id:int}/reset-link"): ("admin", None, 201),
+    ("GET", "/api/v1/events"): ("agent", None, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/assign"): ("agent", {"user_id": None}, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/close"): ("agent", None, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/reopen"): ("agent", None, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/pause-bot"): ("agent", None, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/resume-bot"): ("agent", None, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/read"): ("agent", None, 200),
+    ("GET", "/api/v1/conversations/{conversation_id:int}/notes"): ("agent", None, 200),
+    ("POST", "/api/v1/conversations/{conversation_id:int}/notes"): ("agent", {"text": "VIP"}, 201),
+    ("GET", "/api/v1/canned-replies"): ("agent", None, 200),
+    ("POST", "/api/v1/canned-replies"): ("admin", {"shortcut": "hours", "text": "9 to 5"}, 201),
+    ("PUT", "/api/v1/canned-replies/{reply_id:int}"): ("admin", {"shortcut": "hours", "text": "9 to 6"}, 200),
+    ("DELETE", "/api/v1/canned-replies/{reply_id:int}"): ("admin", None, 204),  # called with ?duration=0 (a stream otherwise)
     ("PUT", "/api/v1/settings/workspace"): ("admin", {"timezone": "Asia/Tbilisi"}, 200),
+    ("GET", "/api/v1/broadcasts"): ("admin", None, 200),
+    ("POST", "/api/v1/broadcasts"): ("admin", {"name": "Sale", "message": {"text": "Sale today"}}, 201),
+    ("POST", "/api/v1/broadcasts/estimate"): ("admin", {"message": {"text": "Sale today"}}, 200),
+    ("GET", "/api/v1/broadcasts/{broadcast_id:int}"): ("admin", None, 200),
+    ("POST", "/api/v1/broadcasts/{broadcast_id:int}/start"): ("admin", None, 200),
+    ("POST", "/api/v1/broadcasts/{broadcast_id:int}/pause"): ("admin", None, 200),
+    ("POST", "/api/v1/broadcasts/{broadcast_id:int}/cancel"): ("admin", None, 200),
+    ("GET", "/api/v1/templates"): ("agent", None, 200),
+    ("POST", "/api/v1/templates/sync"): ("admin", None, 200),
 }
 # Known deviations, each strict: the test starts failing (as a reminder) once it is fixed.
 KNOWN: dict[tuple[str, str, str], str] = {}
 RANK = {"agent": 0, "admin": 1, "owner": 2}
-TABLES = ("channels", "contacts", "contact_tags", "conversations", "messages", "users", "outbox", "flows")
+TABLES = ("channels", "contacts", "contact_tags", "conversations", "messages", "users", "outbox", "flows",
+          "broadcasts", "whatsapp_templates")
 
 
 def _url(route: str, ids: dict[str, int]) -> str:
+    if route == "/api/v1/events":
+        return route + "?duration=0"
     return (route.replace("{contact_id:int}", str(ids["contact"]))
             .replace("{conversation_id:int}", str(ids["conversation"]))
             .replace("{channel_id:int}", str(ids["channel"]))
             .replace("{flow_id:int}", str(ids["flow"]))
+            .replace("{broadcast_id:int}", str(ids["broadcast"]))
             .replace("{user_id:int}", str(ids["user"]))
+            .replace("{reply_id:int}", str(ids["reply"]))
             .replace("{tag:str}", "vip"))
 
 
 async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, int]:
-    """A newly connected Page with one contact (tagged vip), their conversation, and a flow."""
+    """A newly connected Page with one contact (tagged vip), their conversation, a flow, a
+    broadcast scheduled far ahead, and a WhatsApp number with its account (templates)."""
     n = next(_ids)
     page = f"5550000{n:06d}"
     channel = connect_channel(workspace, "messenger", page)
@@ -99,8 +129,24 @@ async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, int
     assert flow.status_code == 201, flow.text
     user = workspace.gateway.write_sync(lambda db: db.execute(
         "INSERT INTO users (email, role, created_at) VALUES (?, 'agent', 'x')", [f"agent.{n}@example.com"]).lastrowid)
+    reply = workspace.gateway.write_sync(lambda db: db.execute(
+        "INSERT INTO canned_replies (shortcut, text, created_at, updated_at) VALUES (?, 'x', 'x', 'x')",
+        [f"s{n}"]).lastrowid)
+    broadcast = await _scheduled_broadcast(client, workspace)
     return {"channel": channel, "contact": contact, "conversation": conversation, "flow": int(flow.json()["id"]),
-            "user": user}
+            "user": user, "reply": reply, "broadcast": broadcast}
+
+
+async def _scheduled_broadcast(client: AsyncTestClient, workspace: Workspace) -> int:
+    """A broadcast scheduled far ahead, and a WhatsApp number with its account (template sync)."""
+    owner = make_token(workspace, "owner")
+    connect_channel(workspace, "whatsapp", "305550000000001", waba_id="205550000000001")
+    created = await client.post("/api/v1/broadcasts", headers=owner, json={
+        "name": "Later", "message": {"text": "Much later"}, "send_at": "2099-01-01T09:00:00Z"})
+    assert created.status_code == 201, created.text
+    started = await client.post(f"/api/v1/broadcasts/{created.json()['id']}/start", headers=owner)
+    assert started.json()["status"] == "scheduled", started.text
+    return int(created.json()["id"])
 
 
 async def _call(client: AsyncTestClient, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
@@ -215,6 +261,8 @@ async def test_role_matrix(
     lowest, body, success = ROUTES[(method, route)]
     if isinstance(body, dict) and "email" in body:
         body = {**body, "email": f"{role}.{next(_ids)}@example.com"}
+    if isinstance(body, dict) and "shortcut" in body:
+        body = {**body, "shortcut": f"s{next(_ids)}x"}
     ids = await _world(client, workspace)
     headers = make_token(workspace, role)
     before = snapshot(workspace, *TABLES)
