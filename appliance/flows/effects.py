@@ -143,6 +143,7 @@ class CallResult:
     reply_text: str | None = None  # ai_reply: the answer to send
     reply_meta: Mapping[str, Any] | None = None  # ai_reply: passages used, model ...
     done: bool = True  # ai_reply: False while the AI conversation goes on
+    handoff: bool = False  # ai_reply: the model asked for a person; the run hands off to the inbox
 
 
 EngineEvent = StartRun | Reply | Click | TimerFired | CallResult

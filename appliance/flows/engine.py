@@ -16,7 +16,9 @@ Rules it keeps (docs/spec/flow-format.md):
 - comments and reactions never answer a waiting run;
 - ``handoff``, ``goto_flow`` and ``end`` are terminal; a wait (timer, answer, call) that ends
   with no step to go on to completes the run;
-- a stale timer or call result (the run moved on) is ignored.
+- a stale timer or call result (the run moved on) is ignored;
+- an ``ai_reply`` hands the conversation to the inbox on one of its ``handoff_keywords`` or when
+  its result says ``handoff`` (the model asked for a person).
 
 ``step`` never raises: should a bug surface, the run ends as ``error`` with what it produced so far.
 """
@@ -459,6 +461,11 @@ class _Machine:
         if isinstance(doc, AiReplyStep):
             if event.reply_text:
                 self.send(event.step, text=event.reply_text, meta=event.reply_meta)
+            if event.handoff:
+                self.complete(event.step, "handoff")
+                self.emit(Handoff())
+                self.finish("handed_off")
+                return
             if not event.done and self.state.turns + 1 < doc.max_turns:
                 self.wait("ai_turn")
                 return

@@ -1,0 +1,165 @@
+"""The shared machinery of the AI provider stand-ins: a real HTTP server on loopback that
+records every request exactly as received and answers from a script.
+
+Subclasses (:mod:`tests.standins.anthropic_api`, :mod:`tests.standins.openai_api`) speak one
+provider's wire format: where requests go, which header carries the key, what a reply and an
+error look like. Tests queue answers with :meth:`LlmStandIn.reply` (texts) and
+:meth:`LlmStandIn.fail` (an HTTP error in the provider's format), or set ``default_reply``;
+a request whose key is not ``api_key`` (when set) gets the provider's 401.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["LlmStandIn", "Recorded", "Scripted"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+    raw: bytes
+    at: float
+
+
+@dataclass
+class Scripted:
+    """One answer: a reply text (``status`` 200), or an error ``status`` with ``error_type``."""
+
+    status: int = 200
+    text: str | None = None
+    error_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # merged into a 200 body's message
+
+
+class LlmStandIn:
+    path: str = "/"  # the endpoint this provider serves (POST)
+
+    def __init__(self, *, api_key: str | None = None, default_reply: str = "Hello from the stand-in.") -> None:
+        self.api_key = api_key
+        self.default_reply = default_reply
+        self.requests: list[Recorded] = []
+        self._script: deque[Scripted] = deque()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LlmStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- scripting ------------------------------------------------------------------------------
+    def reply(self, *texts: str, **extra: Any) -> None:
+        with self._lock:
+            self._script.extend(Scripted(text=t, extra=dict(extra)) for t in texts)
+
+    def fail(self, status: int, error_type: str | None = None, *, headers: dict[str, str] | None = None,
+             times: int = 1) -> None:
+        # retry-after-ms keeps the SDKs' retries quick in tests.
+        answer = Scripted(status=status, error_type=error_type, headers={"retry-after-ms": "5", **(headers or {})})
+        with self._lock:
+            self._script.extend(answer for _ in range(times))
+
+    def delay_next(self, seconds: float, text: str = "late") -> None:
+        with self._lock:
+            self._script.append(Scripted(text=text, delay=seconds))
+
+    @property
+    def last(self) -> Recorded:
+        assert self.requests, "the stand-in received no request"
+        return self.requests[-1]
+
+    # --- provider specifics (subclasses) --------------------------------------------------------
+    def key_of(self, headers: dict[str, str]) -> str | None:
+        raise NotImplementedError
+
+    def success_body(self, request: Any, text: str, n: int, extra: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error_body(self, status: int, error_type: str | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, request: Any) -> str | None:
+        """What is wrong with a request body (answered 400), or None."""
+        return None
+
+    # --- the server -----------------------------------------------------------------------------
+    def _answer(self, record: Recorded) -> tuple[int, dict[str, Any], dict[str, str], float]:
+        with self._lock:
+            self.requests.append(record)
+            n = next(self._ids)
+            if record.method != "POST" or record.path != self.path:
+                return 404, self.error_body(404, "not_found_error"), {}, 0.0
+            if self.api_key is not None and self.key_of(record.headers) != self.api_key:
+                return 401, self.error_body(401, None), {}, 0.0
+            problem = self.check(record.json)
+            if problem:
+                return 400, self.error_body(400, problem), {}, 0.0
+            scripted = self._script.popleft() if self._script else Scripted(text=self.default_reply)
+        if scripted.status != 200:
+            return scripted.status, self.error_body(scripted.status, scripted.error_type), scripted.headers, scripted.delay
+        body = self.success_body(record.json, scripted.text or "", n, scripted.extra)
+        return 200, body, scripted.headers, scripted.delay
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                self.do_POST("GET")
+
+            def do_POST(self, method: str = "POST") -> None:  # noqa: N802 - http.server API
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
+                record = Recorded(method, self.path.partition("?")[0],
+                                  {k.lower(): v for k, v in self.headers.items()}, body, raw, time.monotonic())
+                status, payload, headers, delay = standin._answer(record)
+                if delay:
+                    time.sleep(delay)
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        return Handler
