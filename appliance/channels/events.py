@@ -27,6 +27,7 @@ __all__ = [
     "StatusUpdate",
     "MessageRevoked",
     "PreferenceChange",
+    "TemplateStatus",
     "InboundEvent",
     "ParseProblem",
     "ParsedWebhook",
@@ -169,7 +170,26 @@ class PreferenceChange:
     dedupe_key: str
 
 
-InboundEvent = InboundMessage | Echo | StatusUpdate | MessageRevoked | PreferenceChange
+@dataclass(frozen=True, slots=True)
+class TemplateStatus:
+    """Meta reviewed, paused, disabled or reinstated a WhatsApp message template
+    (``message_template_status_update``). ``asset_id`` is the WhatsApp Business Account id
+    (the template belongs to the account, not to one number): no channel is looked up for it.
+    ``status`` is Meta's ``event`` (``APPROVED``, ``REJECTED``, ``PAUSED``, ``DISABLED`` ...)."""
+
+    channel: ChannelType
+    asset_id: str
+    template_id: str | None
+    name: str
+    language: str
+    status: str
+    occurred_at: datetime
+    dedupe_key: str
+    category: str | None = None
+    reason: str | None = None
+
+
+InboundEvent = InboundMessage | Echo | StatusUpdate | MessageRevoked | PreferenceChange | TemplateStatus
 
 
 @dataclass(frozen=True, slots=True)

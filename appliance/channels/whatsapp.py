@@ -26,6 +26,7 @@ from appliance.channels.events import (
     PreferenceChange,
     SendError,
     StatusUpdate,
+    TemplateStatus,
 )
 from appliance.channels.graph import (
     Malformed,
@@ -50,8 +51,9 @@ _IGNORED_TYPES = ("system", "request_welcome")  # number changes, first-open pin
 
 def parse_webhook(payload: Any) -> ParsedWebhook:
     """Every event of a ``whatsapp_business_account`` delivery (contract:
-    :mod:`appliance.channels.base`): messages, statuses and ``user_preferences``; other
-    fields (account, template and quality updates) and ``value.errors`` count as ignored."""
+    :mod:`appliance.channels.base`): messages, statuses, ``user_preferences`` and
+    ``message_template_status_update``; other fields (account and quality updates) and
+    ``value.errors`` count as ignored."""
     out = ParsedWebhook()
     if not isinstance(payload, dict):
         out.problems.append(ParseProblem("$", "the body is not a JSON object"))
@@ -71,6 +73,9 @@ def parse_webhook(payload: Any) -> ParsedWebhook:
         for j, change in enumerate(changes):
             path = f"entry[{i}].changes[{j}]"
             try:
+                if isinstance(change, dict) and change.get("field") == "message_template_status_update":
+                    _template_status(entry, change, out)
+                    continue
                 _parse_change(path, change, entry.get("time"), out)
             except Malformed as exc:
                 out.problems.append(ParseProblem(path + exc.subpath, exc.reason))
@@ -332,6 +337,33 @@ def _preference(
         channel="whatsapp", asset_id=asset_id, contact=contact, topic="marketing",
         value=value, occurred_at=when,
         dedupe_key=f"whatsapp:pref:{contact.external_id}:{timestamp_ms(when)}:{value}",
+    ))
+
+
+def _template_status(entry: dict[str, Any], change: dict[str, Any], out: ParsedWebhook) -> None:
+    """``{"event": "APPROVED", "message_template_id": 123, "message_template_name": ...,
+    "message_template_language": "en_US", "reason": ..., "message_template_category"?}`` on the
+    WABA (``entry.id``)."""
+    value = change.get("value")
+    if not isinstance(value, dict):
+        raise Malformed("not an object", ".value")
+    waba_id = id_or_none(entry.get("id"))
+    name = text_or_none(value.get("message_template_name"))
+    language = text_or_none(value.get("message_template_language"))
+    status = text_or_none(value.get("event"))
+    if waba_id is None or not name or not language or not status:
+        raise Malformed("a template status needs the account id, template name, language and event", ".value")
+    when = event_time(None, entry.get("time"))
+    if when is None:
+        raise Malformed("missing or unreadable time")
+    template_id = id_or_none(value.get("message_template_id"))
+    reason = text_or_none(value.get("reason"))
+    out.events.append(TemplateStatus(
+        channel="whatsapp", asset_id=waba_id, template_id=template_id, name=name, language=language,
+        status=status.upper(), occurred_at=when,
+        dedupe_key=f"whatsapp:template:{waba_id}:{template_id or name + '/' + language}:{status}:{timestamp_ms(when)}",
+        category=(text_or_none(value.get("message_template_category")) or "").upper() or None,
+        reason=None if reason in (None, "NONE") else reason,
     ))
 
 

@@ -6,6 +6,10 @@ it). Each event runs in its own savepoint, so one event that fails (a bug, a con
 recorded as a problem and the others are still stored. Dedupe keys are claimed in the same
 savepoint as the event's effects, so a replayed delivery is stored once, and answered once:
 flows react to a new message inside that same savepoint (:func:`appliance.flows.runner.on_inbound`).
+
+A WhatsApp template status (:class:`TemplateStatus`) concerns a Business Account, not a number:
+it updates the template catalogue and looks up no channel. A failed status with code 131050
+(the contact stopped marketing messages) records the contact's marketing opt-out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from appliance.broadcasts import catalogue
 from appliance.channels.events import (
     Attachment,
     Echo,
@@ -25,6 +30,7 @@ from appliance.channels.events import (
     ParsedWebhook,
     PreferenceChange,
     StatusUpdate,
+    TemplateStatus,
 )
 from appliance.connections.store import channel_for_asset
 from appliance.flows import runner
@@ -37,6 +43,9 @@ from appliance.store.rows import scalar
 from appliance.timeutil import to_iso
 
 __all__ = ["InboundNote", "ApplySummary", "apply_delivery"]
+
+# WhatsApp: "user stopped marketing messages" (docs/spec/meta-platform.md §7).
+MARKETING_STOPPED = 131050
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +201,8 @@ def _apply_status(db: Database, ch: dict[str, Any], ev: StatusUpdate, s: ApplySu
             outbox.settle(db, ours, ref[1] if ref else 0, external_id, now)
         if inbox.advance_status(db, ours, ev.status, now, external_id=external_id, error=error):
             s.changed_messages.append(ours)
+        if ev.error is not None and ev.error.code == MARKETING_STOPPED:
+            contacts.set_marketing_preference(db, inbox.get_message(db, ours)["contact_id"], True, now)
     if ev.watermark is not None and ev.contact_external_id and ev.status in ("delivered", "read"):
         row = db.execute(
             """SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id
@@ -217,6 +228,13 @@ def _apply_preference(db: Database, ch: dict[str, Any], ev: PreferenceChange, s:
     contacts.set_marketing_preference(db, contact_id, ev.value == "stop", now)
 
 
+def _apply_template_status(db: Database, ev: TemplateStatus, s: ApplySummary, now: str) -> None:
+    catalogue.apply_status(
+        db, waba_id=ev.asset_id, template_id=ev.template_id, name=ev.name, language=ev.language,
+        status=ev.status, category=ev.category, reason=ev.reason, now=now,
+    )
+
+
 _HANDLERS = {
     InboundMessage: _apply_inbound,
     Echo: _apply_echo,
@@ -229,6 +247,9 @@ _HANDLERS = {
 def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -> None:
     if not journal.claim_event(db, event.dedupe_key, now):
         s.duplicates += 1
+        return
+    if isinstance(event, TemplateStatus):
+        _apply_template_status(db, event, s, now)
         return
     channel = channel_for_asset(db, event.channel, event.asset_id, now)
     _HANDLERS[type(event)](db, channel, event, s, now)  # type: ignore[operator]

@@ -12,6 +12,9 @@ Branch on Meta's ``code`` (docs/spec/meta-platform.md §7), never on the message
 and all of ``base * 2**(n-1)``, capped at :data:`MAX_BACKOFF_SECONDS`; never less than what
 Meta asked for (``Retry-After`` / BUC ``estimated_time_to_regain_access``, at most an hour)
 nor, for the WhatsApp pair-rate error 131056, the ~6 s pair spacing.
+
+A code in :data:`THROTTLE_CODES` says the sending asset (or the app) is over a rate limit: the
+sender then holds every send on that channel for the retry's delay, not only the one refused.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from appliance.channels.outbound import GraphError
 
 __all__ = [
     "Verdict", "classify", "backoff_seconds", "TRANSIENT_CODES", "PERMANENT_CODES",
-    "REAUTH_CODES", "MAX_BACKOFF_SECONDS", "MAX_WAIT_SECONDS", "PAIR_RATE_SECONDS",
+    "REAUTH_CODES", "THROTTLE_CODES", "MAX_BACKOFF_SECONDS", "MAX_WAIT_SECONDS", "PAIR_RATE_SECONDS",
 ]
 
 Verdict = Literal["retry", "fail", "reauth"]
@@ -39,6 +42,8 @@ PERMANENT_CODES = frozenset(
      132000, 132001, 132005, 132007, 132012, 132015, 132016, 137000}
 )
 REAUTH_CODES = frozenset({190})
+# Rate limits of the app, the Page/number or the business (not of one recipient: 131056 is).
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80007, 130429})
 MAX_BACKOFF_SECONDS = 600.0
 # The longest wait Meta can impose on us through Retry-After or the BUC header.
 MAX_WAIT_SECONDS = 3600.0

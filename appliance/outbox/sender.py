@@ -14,9 +14,14 @@ One asyncio task in the web process. Each round it claims due rows (durably mark
   request carries our reference (:func:`appliance.outbox.store.reference`, one per part) as
   Messenger ``metadata`` / WhatsApp ``biz_opaque_callback_data``;
 - the channel's rate limiter holds a slot around every request
-  (:mod:`appliance.outbox.ratelimit`);
+  (:mod:`appliance.outbox.ratelimit`); broadcast messages (``priority`` > 0) queue for their
+  slot one at a time per channel, first come first served, so at most one of them competes
+  with an agent reply or a flow message for the next free slot;
 - transient errors are retried with backoff and jitter, permanent ones fail at once, code 190
-  marks the channel ``needs_reauth`` and fails the message (:mod:`appliance.outbox.retry`).
+  marks the channel ``needs_reauth`` and fails the message (:mod:`appliance.outbox.retry`);
+  a throttling answer (130429, 613, 80007 ...: ``retry.THROTTLE_CODES``) also holds every
+  send on that channel for the retry's delay; WhatsApp's 131050 (the contact stopped
+  marketing messages) records the contact's marketing opt-out.
 
 At most ``concurrency`` sends are in flight; per conversation one at a time, in order.
 :meth:`Sender.wake` may be called from any thread.
@@ -29,7 +34,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,9 +54,10 @@ from appliance.channels.outbound import (
     Template,
 )
 from appliance.connections.store import mark_needs_reauth, token_context
+from appliance.contacts.store import set_marketing_preference
 from appliance.metrics import Metrics
 from appliance.outbox import policy, retry, store
-from appliance.outbox.ratelimit import LimiterRegistry
+from appliance.outbox.ratelimit import LimiterRegistry, SlidingWindowLimiter
 from appliance.settings import Settings
 from appliance.store.gateway import Gateway
 from appliance.store.keys import FieldCipher
@@ -67,6 +73,7 @@ MessageListener = Callable[[list[int]], Awaitable[None]]
 ERROR_PAUSE_SECONDS = 1.0
 CRASHED_SEND_RETRY_SECONDS = 60.0
 IDLE_POLL_SECONDS = 5.0
+MARKETING_STOPPED = 131050
 
 
 def _buttons(items: list[dict[str, Any]] | None) -> tuple[Button, ...]:
@@ -135,6 +142,11 @@ def _fail_with_reauth(
     )
 
 
+def _fail_opted_out(db: Database, contact_id: int, outbox_id: int, message_id: int, reason: str, now: str) -> None:
+    set_marketing_preference(db, contact_id, True, now)
+    store.mark_failed(db, outbox_id, message_id, code=str(MARKETING_STOPPED), reason=reason, now=now)
+
+
 class Sender:
     def __init__(
         self,
@@ -158,6 +170,8 @@ class Sender:
         self._limiters = LimiterRegistry()
         self._capacity = concurrency
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._holds: dict[int, float] = {}  # channel id -> loop time before which nothing starts
+        self._bulk_turns: dict[int, asyncio.Lock] = {}  # channel id -> the broadcast messages' queue
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[MessageListener] = []
@@ -311,7 +325,8 @@ class Sender:
         )
         sent_ids: list[str] = []
         for index in range(row["parts_done"], len(bodies)):
-            async with limiter.slot():
+            await self._respect_hold(row["channel_id"])
+            async with self._slot(row, limiter):
                 with self._metrics.send_seconds.labels(channel=channel_type).time():
                     result = await adapter.send(self._client, self._settings, account, bodies[index])
             if result.ok:
@@ -327,6 +342,26 @@ class Sender:
             messaging_type=decision.messaging_type, tag=decision.tag,
         )
         return "sent"
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, row: dict[str, Any], limiter: SlidingWindowLimiter) -> AsyncIterator[None]:
+        """A slot of the channel's limiter for one request (see the module docstring)."""
+        if row["priority"] > 0:
+            turn = self._bulk_turns.setdefault(row["channel_id"], asyncio.Lock())
+            async with turn:
+                await limiter.acquire()
+        else:
+            await limiter.acquire()
+        try:
+            yield
+        finally:
+            limiter.release()
+
+    async def _respect_hold(self, channel_id: int) -> None:
+        """Wait while Meta's throttling holds this channel (see :meth:`_after_error`)."""
+        loop = asyncio.get_running_loop()
+        while (wait := self._holds.get(channel_id, 0.0) - loop.time()) > 0:
+            await asyncio.sleep(wait)
 
     def _account(self, row: dict[str, Any]) -> ChannelAccount:
         channel_type = row["channel_type"]
@@ -346,6 +381,7 @@ class Sender:
         limiter = self._limiters.for_channel(
             row["channel_id"], row["rate_limit"] or self._settings.rate_limit_for(channel_type)
         )
+        await self._respect_hold(row["channel_id"])
         async with limiter.slot():
             result = await adapter.reply_to_comment(
                 self._client, self._settings, self._account(row), row["payload"]["public_reply_to"], row["text"] or ""
@@ -378,11 +414,19 @@ class Sender:
                 row["attempts"], base=self._settings.send_backoff_base_seconds, error=error,
                 retry_after=retry_after, rng=self._rng,
             )
+            if error.code in retry.THROTTLE_CODES:
+                loop = asyncio.get_running_loop()
+                hold = self._holds.get(row["channel_id"], 0.0)
+                self._holds[row["channel_id"]] = max(hold, loop.time() + delay)
             await self._db.write(
                 store.mark_retry, row["outbox_id"], next_attempt_at=to_iso(now + timedelta(seconds=delay)),
                 error=f"code {error.code}" if error.code is not None else error.message,
             )
             return "retried"
+        if error.code == MARKETING_STOPPED:
+            await self._db.write(_fail_opted_out, row["contact_id"], row["outbox_id"], row["message_id"],
+                                 error.message, to_iso(now))
+            return "failed"
         code = str(error.code) if error.code is not None else (
             f"http_{error.http_status}" if error.http_status else "network_error"
         )

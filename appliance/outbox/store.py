@@ -8,7 +8,9 @@ shows; its ``outbox`` row exists while it still has to go out. Life of an outbox
                              '------mark_failed-> (deleted, message 'failed' with the reason)
 
 Per conversation only the oldest row is ever claimed, so a contact receives messages in the
-order they were queued, and a message waiting for a retry holds back the ones after it.
+order they were queued, and a message waiting for a retry holds back the ones after it. Among
+due rows, lower ``priority`` goes first: agent replies and flow messages (0) before broadcast
+messages (1).
 After a crash, rows still ``sending`` are *in doubt* (Meta may have accepted them):
 :func:`recover_in_doubt` requeues them after a grace period during which an echo or status
 carrying our reference (:func:`reference`) settles them instead (:func:`settle`). A message
@@ -74,8 +76,11 @@ def enqueue(
     messaging_type: str | None,
     tag: str | None,
     now: str,
+    priority: int = 0,
+    not_before: str | None = None,
 ) -> int:
-    """Queue one outbound message; returns its message id."""
+    """Queue one outbound message; returns its message id. It is due at ``not_before``
+    (default ``now``); ``priority`` orders due rows (see the module docstring)."""
     conversation = one(
         db, "SELECT contact_id, channel_id FROM conversations WHERE id = ?", [conversation_id]
     )
@@ -102,9 +107,9 @@ def enqueue(
     )
     assert message_id is not None  # no external_id yet, so never a duplicate
     db.execute(
-        """INSERT INTO outbox (message_id, conversation_id, channel_id, next_attempt_at, created_at)
-           VALUES (?, ?, ?, ?, ?)""",
-        [message_id, conversation_id, conversation["channel_id"], now, now],
+        """INSERT INTO outbox (message_id, conversation_id, channel_id, next_attempt_at, created_at, priority)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        [message_id, conversation_id, conversation["channel_id"], max(now, not_before or now), now, priority],
     )
     db.execute(
         "UPDATE conversations SET last_message_at = MAX(COALESCE(last_message_at, ''), ?), updated_at = ? WHERE id = ?",
@@ -117,7 +122,7 @@ def enqueue(
 
 
 _CONTEXT = """
-SELECT o.id AS outbox_id, o.attempts, o.parts_done, o.conversation_id,
+SELECT o.id AS outbox_id, o.attempts, o.parts_done, o.conversation_id, o.priority,
        m.id AS message_id, m.kind, m.text, m.payload, m.sent_by, m.messaging_type, m.tag,
        m.reply_to, m.created_at,
        c.id AS contact_id, c.external_id AS contact_external_id, c.wa_id, c.bsuid,
@@ -132,14 +137,14 @@ JOIN channels ch ON ch.id = o.channel_id
 
 
 def claim_due(db: Database, now: str, limit: int) -> list[dict[str, Any]]:
-    """Mark up to ``limit`` due rows ``sending`` (one per conversation, the oldest) and return
-    everything needed to send them."""
+    """Mark up to ``limit`` due rows ``sending`` (one per conversation, the oldest; lowest
+    ``priority`` first) and return everything needed to send them."""
     ids = [r["id"] for r in many(
         db,
         """SELECT o.id FROM outbox o
            WHERE o.state = 'queued' AND o.next_attempt_at <= ?
              AND o.id = (SELECT min(o2.id) FROM outbox o2 WHERE o2.conversation_id = o.conversation_id)
-           ORDER BY o.next_attempt_at, o.id LIMIT ?""",
+           ORDER BY o.priority, o.next_attempt_at, o.id LIMIT ?""",
         [now, limit],
     )]
     if not ids:

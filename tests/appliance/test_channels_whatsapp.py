@@ -362,8 +362,8 @@ def test_user_preferences():
     ]
 
 
-@pytest.mark.parametrize("field", ["account_update", "message_template_status_update",
-                                   "phone_number_quality_update", "flows", "history"])
+# message_template_status_update is parsed (TemplateStatus): tests/appliance/test_broadcasts_templates.py
+@pytest.mark.parametrize("field", ["account_update", "phone_number_quality_update", "flows", "history"])
 def test_other_fields_are_ignored(field):
     assert parse(wa_delivery({"event": "x"}, field=field)) == ParsedWebhook(ignored=1)
 

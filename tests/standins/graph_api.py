@@ -11,6 +11,14 @@ limit is answered the way Meta would (code 130429 / 613 / 100) and also recorded
 
 Tests script failures with :meth:`GraphStandIn.fail_next` (Graph error bodies, bare HTTP
 statuses, or a dropped connection) and read :attr:`requests`.
+
+``GET /{waba-id}/message_templates`` answers from :attr:`GraphStandIn.templates` (account id
+-> Meta's template objects), in pages of ``limit`` (default 25) with ``paging.cursors.after``
+and ``paging.next`` while more follow, like Meta.
+
+``fast=True`` (benchmarks: a hundred thousand sends) keeps only when each send arrived and to
+whom (:meth:`GraphStandIn.arrivals`) instead of every request, and checks no body limits;
+the rate limits are enforced the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import itertools
 import json
 import threading
 import time
+import urllib.parse
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,7 +63,9 @@ _WHATSAPP_LIMITS = {"text": 4096, "button_title": 20, "buttons": 3, "rows": 10, 
 
 
 class GraphStandIn:
-    def __init__(self, *, rate_limits: dict[str, int] | None = None) -> None:
+    def __init__(self, *, rate_limits: dict[str, int] | None = None, fast: bool = False) -> None:
+        self.fast = fast
+        self._arrivals: dict[str, list[tuple[float, str, bool]]] = defaultdict(list)  # fast mode
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self.tokens: dict[str, str] = {}  # asset id -> the token it accepts (default: any)
@@ -62,6 +73,7 @@ class GraphStandIn:
         # recorded here, so `requests` stays the list of messages sent.
         self.other_requests: list[RecordedRequest] = []
         self.objects: dict[str, dict[str, Any]] = {}  # GET /{id}?fields=... answers
+        self.templates: dict[str, list[dict[str, Any]]] = {}  # GET /{waba-id}/message_templates
         self.rate_limits = dict(rate_limits or {})  # asset id -> sends per second (default 80/300)
         self._script: dict[str, deque[Scripted]] = defaultdict(deque)
         self._sent_at: dict[str, deque[float]] = defaultdict(deque)
@@ -100,6 +112,24 @@ class GraphStandIn:
         if subcode is not None:
             error["error_subcode"] = subcode
         return Scripted(status=status, error=error, headers=headers or {})
+
+    def arrivals(self, asset_id: str) -> list[tuple[float, str, bool]]:
+        """``(time.monotonic() on arrival, recipient, within the rate limit)`` of every send to
+        ``asset_id``, in arrival order."""
+        with self._lock:
+            if self.fast:
+                return list(self._arrivals[asset_id])
+        # Replaying the rate check is not possible afterwards: outside fast mode, read violations.
+        return [(r.at, self._recipient(r.json), True) for r in self.sends_to(asset_id)]
+
+    @staticmethod
+    def _recipient(body: Any) -> str:
+        if not isinstance(body, dict):
+            return ""
+        if body.get("messaging_product") == "whatsapp":
+            return str(body.get("to") or body.get("recipient"))
+        recipient = body.get("recipient")
+        return str(recipient.get("id") or recipient.get("comment_id")) if isinstance(recipient, dict) else ""
 
     def sends_to(self, asset_id: str) -> list[RecordedRequest]:
         with self._lock:
@@ -172,27 +202,44 @@ class GraphStandIn:
             scripted = self._script[parts[1]].popleft()
             payload = scripted.body if scripted.body is not None else {"error": scripted.error or {"message": "error"}}
             return scripted.status, payload, scripted.headers, scripted.drop, scripted.delay
+        if len(parts) == 3 and parts[2] == "message_templates" and req.method == "GET":
+            return self._templates(req, parts[1])
         if len(parts) == 3 and parts[2] == "messenger_profile" and req.method in ("POST", "DELETE"):
             return 200, {"result": "success"}, {}, False, 0.0
         if len(parts) == 3 and parts[2] == "conversational_automation" and req.method == "POST":
             return 200, {"success": True}, {}, False, 0.0
         return 404, {"error": {"message": "Unknown path", "code": 803}}, {}, False, 0.0
 
+    def _templates(self, req: RecordedRequest, waba_id: str) -> tuple[int, Any, dict[str, str], bool, float]:
+        query = urllib.parse.parse_qs(req.query)
+        limit = int(query.get("limit", ["25"])[0])
+        start = int(query.get("after", ["0"])[0])
+        items = self.templates.get(waba_id, [])
+        chunk = items[start:start + limit]
+        paging: dict[str, Any] = {"cursors": {"before": str(start), "after": str(start + len(chunk))}}
+        if start + limit < len(items):
+            paging["next"] = f"{self.base_url}{req.path}?limit={limit}&after={start + len(chunk)}"
+        return 200, {"data": chunk, "paging": paging}, {}, False, 0.0
+
     def _answer(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str], bool, float]:
         parts = req.path.strip("/").split("/")
         with self._lock:
             if len(parts) != 3 or parts[2] != "messages" or req.method != "POST":
                 return self._other(req, parts)
-            self.requests.append(req)
             asset = parts[1]
-            if not self._check_rate(asset, req.at, 80 if self._is_whatsapp(req) else 300):
+            if not self.fast:
+                self.requests.append(req)
+            within = self._check_rate(asset, req.at, 80 if self._is_whatsapp(req) else 300)
+            if self.fast:
+                self._arrivals[asset].append((req.at, self._recipient(req.json), within))
+            if not within:
                 self.violations.append(f"rate limit exceeded for {asset}")
                 return 400, {"error": {"message": "rate limit", "code": 130429 if self._is_whatsapp(req) else 613}}, {}, False, 0.0
             auth = req.headers.get("authorization", "")
             expected = self.tokens.get(asset)
             if not auth.startswith("Bearer ") or (expected is not None and auth != f"Bearer {expected}"):
                 return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190, "error_subcode": 463}}, {}, False, 0.0
-            problem = self._check_body(req.json)
+            problem = None if self.fast else self._check_body(req.json)
             if problem:
                 self.violations.append(f"{asset}: {problem}")
                 return 400, {"error": {"message": f"(#100) {problem}", "code": 100}}, {}, False, 0.0

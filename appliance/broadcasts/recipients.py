@@ -1,0 +1,245 @@
+"""A broadcast's recipients: materialised from its audience, decided, queued. SQL only (with the
+pure policy and per-recipient rendering).
+
+Every function is one transaction and may run again after a crash without doing anything
+twice:
+
+- :func:`materialize` inserts the audience's next chunk of contact ids as ``pending``
+  recipients (``INSERT OR IGNORE``) and moves the broadcast's cursor, together;
+- :func:`advance` takes pending recipients in contact-id order, decides each one
+  (:mod:`appliance.broadcasts.policy`), and either marks it ``skipped`` with the reason or
+  queues its message in the outbox and records the message id on the recipient, in the same
+  transaction. So a recipient is pending (nothing queued) or queued with exactly one message:
+  a restart never queues a second copy, and in-flight sends are the outbox's in-doubt
+  business (``aat:<message id>`` references). It queues only while the broadcast has fewer
+  than ``backlog`` messages waiting (appliance/broadcasts/worker.py), so the outbox never
+  holds more than a moment of the broadcast;
+- :func:`pull_back` (pause, cancel) takes the broadcast's messages that the sender has not
+  taken yet (``queued``, never attempted) out of the outbox and the inbox, and makes their
+  recipients pending again. Those it has taken (claimed, waiting for a rate-limit slot or
+  being sent, or waiting for a retry, or in doubt after a crash) go out as usual;
+- :func:`estimate` counts the audience and what the policy would decide for each, now.
+
+WhatsApp's pair rate (about one message per 6 s to the same user, docs/spec/meta-platform.md
+§7): a broadcast sends one message per contact, and queues it no earlier than 6 s after the
+contact's last outbound message (6 s from now when one is still waiting in the outbox).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlite_utils import Database
+
+from appliance import events
+from appliance.broadcasts.policy import Plan, decide, plan_of
+from appliance.flows.templating import render_template, render_url
+from appliance.inbox.store import ensure_conversation
+from appliance.outbox import store as outbox
+from appliance.outbox.retry import PAIR_RATE_SECONDS
+from appliance.store.rows import many, one, scalar
+from appliance.timeutil import from_iso, to_iso
+
+__all__ = ["materialize", "advance", "pull_back", "estimate", "render_message", "BROADCAST_PRIORITY"]
+
+BROADCAST_PRIORITY = 1  # after agent replies and flow messages (0); see outbox.store.claim_due
+PAIR_RATE = timedelta(seconds=PAIR_RATE_SECONDS)
+
+_FACTS = """
+SELECT c.id AS contact_id, c.channel_id, c.subscribed, c.marketing_opt_out, c.last_inbound_at,
+       c.name, c.first_name, c.last_name, c.fields, ch.type AS channel_type, ch.status AS channel_status,
+       ch.waba_id AS channel_waba_id
+FROM contacts c JOIN channels ch ON ch.id = c.channel_id
+"""
+
+
+def _decide(plan: Plan, row: dict[str, Any], now: datetime) -> str | None:
+    last = row["last_inbound_at"]
+    return decide(
+        plan, channel_type=row["channel_type"], channel_status=row["channel_status"],
+        channel_waba_id=row["channel_waba_id"], subscribed=bool(row["subscribed"]),
+        marketing_opt_out=bool(row["marketing_opt_out"]), last_inbound_at=from_iso(last) if last else None,
+        now=now,
+    )
+
+
+def materialize(db: Database, broadcast_id: int, where: str, params: list[Any], *, chunk: int) -> bool:
+    """Add the audience's next ``chunk`` contact ids; True once the audience is complete."""
+    row = one(db, "SELECT cursor_contact_id, through_contact_id, materialized FROM broadcasts WHERE id = ?",
+              [broadcast_id])
+    if row is None or row["materialized"]:
+        return True
+    low, through = row["cursor_contact_id"], row["through_contact_id"] or 0
+    high = min(low + chunk, through)
+    db.execute(
+        f"""INSERT OR IGNORE INTO broadcast_recipients (broadcast_id, contact_id)
+            SELECT ?, c.id FROM contacts c JOIN channels ch ON ch.id = c.channel_id
+            WHERE c.id > ? AND c.id <= ? AND ({where}) ORDER BY c.id""",
+        [broadcast_id, low, high, *params],
+    )
+    done = high >= through
+    db.execute("UPDATE broadcasts SET cursor_contact_id = ?, materialized = ? WHERE id = ?",
+               [high, int(done), broadcast_id])
+    return done
+
+
+def render_message(message: dict[str, Any], contact: dict[str, Any], workspace_name: str) -> tuple[str, str | None, dict[str, Any]]:
+    """``(kind, text, payload)`` of one recipient's outbox message: the stored message with its
+    ``{{...}}`` filled in from the contact."""
+    fields = contact["fields"]
+    values = {
+        "contact": {
+            "first_name": contact["first_name"], "last_name": contact["last_name"], "name": contact["name"],
+            "channel": contact["channel_type"],
+            "fields": json.loads(fields) if isinstance(fields, str) else dict(fields or {}),
+        },
+        "workspace": {"name": workspace_name},
+    }
+    template = message.get("template")
+    if template is None:
+        buttons = [
+            {"title": b["title"], "url": render_url(b["url"], values)} if "url" in b
+            else {"title": b["title"], "payload": b["payload"]}
+            for b in message.get("buttons", ())
+        ]
+        return "text", render_template(message["text"], values), {"buttons": buttons} if buttons else {}
+    components: list[dict[str, Any]] = []
+    media = template.get("header_media")
+    if media:
+        components.append({"type": "header", "parameters": [
+            {"type": media["type"], media["type"]: {"link": render_url(media["link"], values)}}]})
+    elif template.get("header"):
+        components.append({"type": "header", "parameters": [
+            {"type": "text", "text": render_template(v, values)} for v in template["header"]]})
+    body = template.get("body")
+    if isinstance(body, list) and body:
+        components.append({"type": "body", "parameters": [
+            {"type": "text", "text": render_template(v, values)} for v in body]})
+    elif isinstance(body, dict) and body:
+        components.append({"type": "body", "parameters": [
+            {"type": "text", "parameter_name": k, "text": render_template(v, values)} for k, v in body.items()]})
+    for button in template.get("buttons", ()):
+        components.append({"type": "button", "sub_type": "quick_reply", "index": str(button["index"]),
+                           "parameters": [{"type": "payload", "payload": button["payload"]}]})
+    sent = {"name": template["name"], "language": template["language"]}
+    if components:
+        sent["components"] = components  # type: ignore[assignment]
+    return "template", None, {"template": sent}
+
+
+def _not_before(db: Database, contact_id: int, conversation_id: int, now: datetime) -> str | None:
+    """The pair rate (module docstring): when this contact may get its next WhatsApp message."""
+    last = scalar(db, "SELECT max(sent_at) FROM messages WHERE contact_id = ? AND direction = 'out'", [contact_id])
+    waiting = scalar(db, "SELECT 1 FROM outbox WHERE conversation_id = ? LIMIT 1", [conversation_id])
+    candidates = [from_iso(last) + PAIR_RATE] if last else []
+    if waiting:
+        candidates.append(now + PAIR_RATE)
+    due = max(candidates, default=None)
+    return to_iso(due) if due is not None and due > now else None
+
+
+def advance(
+    db: Database, broadcast_id: int, now: str, *, backlog: int, batch: int, workspace_name: str = "",
+) -> dict[str, Any]:
+    """Decide up to ``batch`` pending recipients, queueing while fewer than ``backlog`` of the
+    broadcast's messages wait. ``more``: calling again now would find work; ``full``: it
+    stopped because the backlog is full."""
+    row = one(db, "SELECT status, message, n_queued FROM broadcasts WHERE id = ?", [broadcast_id])
+    result = {"queued": 0, "skipped": 0, "more": False, "full": False}
+    if row is None or row["status"] != "sending":
+        return result
+    room = backlog - row["n_queued"]
+    if room <= 0:
+        result["full"] = True
+        return result
+    message = json.loads(row["message"])
+    plan = plan_of(message)
+    moment = from_iso(now)
+    pending = many(
+        db,
+        _FACTS + """JOIN broadcast_recipients r ON r.contact_id = c.id
+                    WHERE r.broadcast_id = ? AND r.state = 'pending' ORDER BY r.contact_id LIMIT ?""",
+        [broadcast_id, batch],
+    )
+    for contact in pending:
+        reason = _decide(plan, contact, moment)
+        if reason is not None:
+            db.execute(
+                """UPDATE broadcast_recipients SET state = 'skipped', reason = ?, decided_at = ?
+                   WHERE broadcast_id = ? AND contact_id = ?""",
+                [reason, now, broadcast_id, contact["contact_id"]],
+            )
+            result["skipped"] += 1
+            continue
+        if result["queued"] >= room:
+            result["full"] = True
+            return result
+        conversation_id = ensure_conversation(db, contact["contact_id"], contact["channel_id"], now)
+        kind, text, payload = render_message(message, contact, workspace_name)
+        payload["broadcast"] = {"id": broadcast_id}
+        message_id = outbox.enqueue(
+            db, conversation_id=conversation_id, kind=kind, text=text, payload=payload, sent_by="bot",
+            user_id=None, messaging_type=None, tag=None, now=now, priority=BROADCAST_PRIORITY,
+            not_before=_not_before(db, contact["contact_id"], conversation_id, moment)
+            if contact["channel_type"] == "whatsapp" else None,
+        )
+        db.execute(
+            """UPDATE broadcast_recipients SET state = 'queued', message_id = ?, decided_at = ?
+               WHERE broadcast_id = ? AND contact_id = ?""",
+            [message_id, now, broadcast_id, contact["contact_id"]],
+        )
+        result["queued"] += 1
+    result["more"] = len(pending) == batch
+    return result
+
+
+def pull_back(db: Database, broadcast_id: int, now: str) -> int:
+    """Take the broadcast's messages the sender never attempted back out of the outbox and the
+    inbox; their recipients are pending again. Returns how many."""
+    # CROSS JOIN: walk the outbox (about a second of sending) rather than the recipients.
+    rows = many(
+        db,
+        """SELECT r.contact_id, r.message_id, o.conversation_id FROM outbox o
+           CROSS JOIN broadcast_recipients r ON r.message_id = o.message_id
+           WHERE r.broadcast_id = ? AND o.state = 'queued' AND o.attempts = 0""",
+        [broadcast_id],
+    )
+    for row in rows:
+        db.execute(
+            """UPDATE broadcast_recipients SET state = 'pending', message_id = NULL, decided_at = NULL
+               WHERE broadcast_id = ? AND contact_id = ?""",
+            [broadcast_id, row["contact_id"]],
+        )
+        db.execute("DELETE FROM messages WHERE id = ?", [row["message_id"]])  # its outbox row goes with it
+    for conversation_id in sorted({r["conversation_id"] for r in rows}):
+        events.emit(db, "conversation.updated", conversation_id=conversation_id, now=now)
+    return len(rows)
+
+
+def _rows(db: Database, where: str, params: list[Any], size: int = 2000) -> Iterator[dict[str, Any]]:
+    after = 0
+    while True:
+        batch = many(db, _FACTS + f" WHERE c.id > ? AND ({where}) ORDER BY c.id LIMIT ?", [after, *params, size])
+        yield from batch
+        if len(batch) < size:
+            return
+        after = batch[-1]["contact_id"]
+
+
+def estimate(db: Database, where: str, params: list[Any], message: dict[str, Any], now: str) -> dict[str, Any]:
+    """The audience now: ``{total, eligible, skipped_reasons}``."""
+    plan = plan_of(message)
+    moment = from_iso(now)
+    total = eligible = 0
+    reasons: dict[str, int] = {}
+    for contact in _rows(db, where, params):
+        total += 1
+        reason = _decide(plan, contact, moment)
+        if reason is None:
+            eligible += 1
+        else:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {"total": total, "eligible": eligible, "skipped_reasons": reasons}
