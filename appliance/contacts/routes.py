@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from appliance.audit import audited
 from appliance.contacts import store
 from appliance.contacts.store import ContactFilter
+from appliance.privacy import service as privacy_service
 from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import iso_now
 from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
 
-__all__ = ["ContactController", "public_contact"]
+__all__ = ["ContactController", "public_contact", "contact_filter", "FieldQuery", "SubscribedQuery"]
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True,
                                        pattern=r"^[^\x00-\x1f/]+$")]
@@ -87,6 +88,24 @@ def public_contact(row: dict[str, Any]) -> dict[str, Any]:
 
 ContactId = Annotated[int, IdPath]
 
+FieldQuery = Annotated[str | None, QueryParameter(
+    max_length=2100, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(:[^\x00-\x1f\x7f]{0,2000})?$",
+    description="`name:value`: the custom field equals the value (as text: `plan:pro`, `age:30`, `vip:true`); "
+                "`name` alone: the contact has the field")]
+SubscribedQuery = Annotated[Literal["true", "false"] | None, QueryParameter(
+    description="`true`: subscribed contacts only; `false`: unsubscribed ones only")]
+
+
+def contact_filter(*, q: str | None = None, tag: str | None = None, channel: str | None = None,
+                   field: str | None = None, subscribed: str | None = None) -> ContactFilter:
+    """The filter of ``GET /api/v1/contacts`` (and the CSV export) from its query values."""
+    field_filter = None
+    if field:
+        name, colon, value = field.partition(":")
+        field_filter = (name, value if colon else None)
+    return ContactFilter(q=q, tag=tag, channel=channel, field=field_filter,
+                         subscribed=None if subscribed is None else subscribed == "true")
+
 
 class ContactController(Controller):
     path = "/contacts"
@@ -100,13 +119,14 @@ class ContactController(Controller):
                                                 description="part of a name, username, phone or id")] = None,
         tag: Annotated[str | None, QueryParameter(max_length=64)] = None,
         channel: FromQuery[Literal["messenger", "instagram", "whatsapp"] | None] = None,
+        field: FieldQuery = None,
+        subscribed: SubscribedQuery = None,
         limit: Annotated[int, Limit] = 50,
         cursor: Annotated[str | None, Cursor] = None,
     ) -> dict[str, Any]:
         after = decode_cursor(cursor, is_id)
-        rows = await runtime.db.read(
-            store.list_contacts, ContactFilter(q=q, tag=tag, channel=channel), after_id=after, limit=limit + 1
-        )
+        flt = contact_filter(q=q, tag=tag, channel=channel, field=field, subscribed=subscribed)
+        rows = await runtime.db.read(store.list_contacts, flt, after_id=after, limit=limit + 1)
         return page([public_contact(r) for r in rows], limit, lambda item: int(item["id"]))
 
     @get("/{contact_id:int}")
@@ -123,8 +143,9 @@ class ContactController(Controller):
     async def erase_contact(
         self, contact_id: ContactId, request: Request[Principal, Any, Any], runtime: RuntimeDep
     ) -> None:
-        """GDPR erasure. The audit log records that an erasure happened, not whom it erased."""
-        await runtime.db.write(audited, actor_of(request), "contact.erase", "contact", store.delete_contact, contact_id)
+        """GDPR erasure: the contact and everything tied to it (appliance.privacy.erasure). The
+        audit log records that an erasure happened, not whom it erased."""
+        await asyncio.to_thread(privacy_service.erase_contact, runtime.db, contact_id, actor_of(request))
 
     @post("/{contact_id:int}/tags", status_code=200)
     async def add_tag(self, contact_id: ContactId, data: JSONBody[NewTag], runtime: RuntimeDep) -> dict[str, Any]:

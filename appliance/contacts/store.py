@@ -25,7 +25,6 @@ __all__ = [
     "get_contact",
     "list_contacts",
     "update_contact",
-    "delete_contact",
     "add_tag",
     "remove_tag",
     "tags_of",
@@ -136,9 +135,15 @@ def get_contact(db: Database, contact_id: int) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class ContactFilter:
+    """``field`` is ``(name, value)``: the custom field ``name`` equals ``value`` as text
+    (``5``, ``2.5``, ``true``), or ``(name, None)``: the contact has the field at all.
+    ``name`` must already be a valid field name (``[A-Za-z_][A-Za-z0-9_]*``)."""
+
     q: str | None = None
     tag: str | None = None
     channel: str | None = None
+    field: tuple[str, str | None] | None = None
+    subscribed: bool | None = None
 
 
 def list_contacts(
@@ -155,6 +160,20 @@ def list_contacts(
     if flt.tag:
         where.append("EXISTS (SELECT 1 FROM contact_tags t WHERE t.contact_id = c.id AND t.tag = ?)")
         params.append(flt.tag)
+    if flt.field is not None:
+        name, value = flt.field
+        path = f'$."{name}"'  # the name is checked: letters, digits and underscores only
+        if value is None:
+            where.append("json_type(c.fields, ?) IS NOT NULL")
+            params.append(path)
+        else:
+            # JSON true/false read back as 1/0: compare booleans by their JSON spelling.
+            where.append("(CASE json_type(c.fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                         "ELSE CAST(json_extract(c.fields, ?) AS TEXT) END) = ?")
+            params.extend([path, path, value])
+    if flt.subscribed is not None:
+        where.append("c.subscribed = ?")
+        params.append(int(flt.subscribed))
     if flt.q:
         like = "%" + flt.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(
@@ -198,23 +217,6 @@ def update_contact(db: Database, contact_id: int, changes: dict[str, Any], now: 
         db.execute(f"UPDATE contacts SET {assignments} WHERE id = ?", [*updates.values(), contact_id])
         events.emit(db, "contact.updated", contact_id=contact_id, now=now)
     return get_contact(db, contact_id)
-
-
-def delete_contact(db: Database, contact_id: int) -> None:
-    """Erase a contact: its row, tags, conversation, messages, outbox entries (cascades), and
-    the raw webhook bodies that mentioned it."""
-    get_contact(db, contact_id)
-    db.execute(
-        """UPDATE webhook_journal SET body = NULL
-           WHERE id IN (SELECT journal_id FROM webhook_journal_contacts WHERE contact_id = ?)""",
-        [contact_id],
-    )
-    db.execute("DELETE FROM webhook_journal_contacts WHERE contact_id = ?", [contact_id])
-    db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
-    # Which contact is all an event says: the erased person is not described anywhere.
-    db.execute("DELETE FROM events WHERE contact_id = ? OR conversation_id NOT IN (SELECT id FROM conversations)",
-               [contact_id])
-    events.emit(db, "contact.deleted", contact_id=contact_id)
 
 
 def add_tag(db: Database, contact_id: int, tag: str, now: str) -> None:
