@@ -1,0 +1,146 @@
+"""Helpers of ``bench/router.py``: the control plane launched on a seeded data directory with
+a provisioner that only knows where the tenants already listen, and the tenants' stand-in: one
+raw asyncio HTTP server per tenant port that answers 200 at once (healthy), or accepts and
+never answers (black hole); refused tenants have no listener at all."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["seed", "serve_control_plane", "Sink"]
+
+MID = re.compile(rb'"mid":"(m_[0-9]+)"')
+
+
+def seed(data_dir: Path, master_key: str, tenants: list[tuple[str, str, str]]) -> None:
+    """``tenants``: ``(tenant id, page id, url)``; active, routed, with a dummy API token."""
+    from appliance import audit
+    from appliance.timeutil import iso_now
+    from control_plane.channels import store as channels
+    from control_plane.db import direct_database
+    from control_plane.lifecycle import store
+    from control_plane.lifecycle.service import new_tenant_row, seal
+    from control_plane.settings import ControlPlaneSettings
+
+    settings = ControlPlaneSettings(data_dir=data_dir, master_key=master_key)
+    with direct_database(settings) as (db, cp_store):
+        for tenant_id, page_id, url in tenants:
+            new_tenant_row(db, cp_store.fields, name=tenant_id, provisioner="bench", owner_email=None, plan=None,
+                           actor=audit.Actor("cli", label="bench"), tenant_id=tenant_id)
+            store.set_api_token(db, tenant_id, seal(cp_store.fields, "api_token", tenant_id, "aat_bench"))
+            store.set_endpoint(db, tenant_id, url=url, port=None, now=iso_now())
+            channels.add_channel(db, tenant_id=tenant_id, channel_type="messenger", external_id=page_id, name=None,
+                                 waba_id=None, page_id=None, token_enc=None, appliance_channel_id="1", now=iso_now())
+
+
+class StaticProvisioner:
+    """Tenants that already run somewhere (the sink): nothing to start or stop."""
+
+    name = "bench"
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+
+    def on_ready(self, listener: Any) -> None:
+        pass
+
+    async def provision(self, spec: Any) -> Any:
+        return await self.start(spec)
+
+    async def start(self, spec: Any) -> Any:
+        from control_plane.provisioning.base import Endpoint
+
+        return Endpoint(url=self.urls[spec.id])
+
+    async def stop(self, tenant_id: str) -> None:
+        pass
+
+    async def teardown(self, tenant_id: str) -> None:
+        pass
+
+    async def restore(self, spec: Any, source: Path, passphrase: str) -> None:
+        raise NotImplementedError
+
+    async def exec(self, spec: Any, argv: list[str], stdin: bytes | None = None) -> Any:
+        raise NotImplementedError
+
+    async def export(self, spec: Any, out: Path, passphrase: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+def serve_control_plane(data_dir: str, master_key: str, port: int, secret: str, urls_file: str) -> None:
+    """``python bench/_router_services.py cp DATA_DIR KEY PORT SECRET URLS``: uvicorn, as ``serve`` runs it."""
+    import json
+
+    import uvicorn
+
+    from appliance.logs import configure_logging
+    from control_plane.app import create_app
+    from control_plane.settings import ControlPlaneSettings, PlatformApp
+
+    configure_logging("warning")
+    settings = ControlPlaneSettings(data_dir=Path(data_dir), master_key=master_key, port=port, sweep_seconds=3600,
+                                    forward_timeout_seconds=10)
+    provisioner = StaticProvisioner(json.loads(Path(urls_file).read_text()))
+    app = create_app(settings, PlatformApp(meta_app_secret=secret), provisioner=provisioner)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False)
+
+
+class Sink:
+    """The tenants: ``healthy`` ports answer 200 at once and record when each mid arrived;
+    ``blackhole`` ports accept and never answer."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[bytes, float] = {}
+        self.requests = 0
+        self.duplicates = 0
+        self._servers: list[asyncio.base_events.Server] = []
+
+    async def listen(self, port: int, *, blackhole: bool = False) -> None:
+        handler = self._blackhole if blackhole else self._healthy
+        self._servers.append(await asyncio.start_server(handler, "127.0.0.1", port, backlog=512))
+
+    async def _healthy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                body = await reader.readexactly(length)
+                now = time.monotonic()
+                self.requests += 1
+                for mid in MID.findall(body):
+                    if mid in self.arrivals:
+                        self.duplicates += 1
+                    else:
+                        self.arrivals[mid] = now
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nEVENT_RECEIVED\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _blackhole(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "cp":
+        serve_control_plane(*sys.argv[2:4], int(sys.argv[4]), *sys.argv[5:7])

@@ -1,0 +1,264 @@
+"""Router benchmark: Meta deliveries at a fixed rate over many tenants, some of them down.
+
+    .venv/bin/python bench/router.py [--rate 1000] [--seconds 20] [--tenants 100] [--dead 10]
+                                     [--batch 1] [--connections 64] [--baseline]
+
+- The control plane (``aat-control-plane serve``'s app, with uvicorn as ``serve`` runs it) is a
+  separate process on a data directory seeded with ``--tenants`` active tenants, one Page each.
+- The tenants are a stand-in in this process: one raw asyncio HTTP server per tenant port that
+  answers 200 at once; of the ``--dead`` tenants, half have no listener (connection refused)
+  and half accept and never answer (each request waits for the 10 s forward timeout).
+- The load is open-loop: event ``i`` is due at ``start + i / rate`` whatever happened before
+  (no coordinated omission); each POST carries ``--batch`` events of different tenants (Meta
+  batches up to 1000), signed with the platform secret, on up to ``--connections`` keep-alive
+  connections. Ack latency is from the event's due time to the 200.
+- Afterwards: every event of a healthy tenant must have reached it (loss), none twice; every
+  event of a dead tenant must be pending in the journal (``/admin/api/deliveries``); delivery
+  latency (due time -> arrival at the tenant) of healthy tenants. ``--baseline`` runs the same
+  load with no dead tenant first, for comparison. Results: ``bench/results/router-*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.channels.signature import sign  # noqa: E402
+from bench._router_services import Sink, seed  # noqa: E402
+
+SECRET = "bench-platform-secret"
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p90_ms": round(pct(ms, 90), 2),
+            "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2) if ms else float("nan"),
+            "mean_ms": round(statistics.fmean(ms), 2) if ms else float("nan")}
+
+
+class Connection:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        request = (b"POST /webhooks/meta HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                   b"X-Hub-Signature-256: " + sign(body, SECRET.encode()).encode() +
+                   b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.writer.write(request)
+        assert self.reader is not None
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await self.reader.readexactly(length)
+        return status
+
+
+async def drive(port: int, plan: list[tuple[float, bytes, list[bytes]]], connections: int) -> dict[str, Any]:
+    """Post every body at its due time; returns ack latencies and failures."""
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    opened = 0
+    acks: list[float] = []
+    failures = 0
+    start = time.monotonic() + 0.5
+    sent_at: dict[bytes, float] = {}
+
+    async def one(due: float, body: bytes, mids: list[bytes]) -> None:
+        nonlocal opened, failures
+        try:
+            conn = idle.get_nowait()
+        except asyncio.QueueEmpty:
+            if opened < connections:
+                opened += 1
+                conn = Connection(port)
+            else:
+                conn = await idle.get()
+        try:
+            status = await conn.post(body)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            status, conn = 0, Connection(port)
+        acks.append(time.monotonic() - due)
+        if status != 200:
+            failures += 1
+        idle.put_nowait(conn)
+
+    tasks = []
+    for offset, body, mids in plan:
+        due = start + offset
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for mid in mids:
+            sent_at[mid] = due
+        tasks.append(asyncio.create_task(one(due, body, mids)))
+    await asyncio.gather(*tasks)
+    return {"acks": acks, "failures": failures, "sent_at": sent_at, "connections": opened,
+            "elapsed": time.monotonic() - start}
+
+
+def build_plan(rate: float, seconds: float, batch: int, pages: list[str]) -> tuple[list[Any], dict[bytes, str]]:
+    plan, owner = [], {}
+    total = int(rate * seconds)
+    rng = random.Random(7)
+    now_ms = int(time.time() * 1000)
+    for n in range(0, total, batch):
+        entries, mids = [], []
+        for k in range(n, min(n + batch, total)):
+            page = rng.choice(pages)
+            mid = f"m_{k}".encode()
+            owner[mid] = page
+            mids.append(mid)
+            entries.append({"id": page, "time": now_ms, "messaging": [{"sender": {"id": f"psid-{k % 5000}"},
+                            "recipient": {"id": page}, "timestamp": now_ms, "message": {"mid": mid.decode(), "text": "hi"}}]})
+        body = json.dumps({"object": "page", "entry": entries}, separators=(",", ":")).encode()
+        plan.append((n / rate, body, mids))
+    return plan, owner
+
+
+async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="router-bench-"))
+    master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    tenants = []
+    sink = Sink()
+    refused, blackholed = set(), set()
+    for i in range(args.tenants):
+        tport = free_port()
+        tenant_id = f"t{i:012x}"
+        page = f"1{i:014d}"
+        tenants.append((tenant_id, page, f"http://127.0.0.1:{tport}"))
+        if i < dead // 2:
+            refused.add(page)
+        elif i < dead:
+            blackholed.add(page)
+            await sink.listen(tport, blackhole=True)
+        else:
+            await sink.listen(tport)
+    seed(root / "cp", master_key, tenants)
+    (root / "urls.json").write_text(json.dumps({t: u for t, _, u in tenants}))
+    port = free_port()
+    log = open(root / "cp.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_router_services.py"), "cp",
+                             str(root / "cp"), master_key, str(port), SECRET, str(root / "urls.json")],
+                            stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        await _wait_ready(port)
+        plan, owner = build_plan(args.rate, args.seconds, args.batch, [p for _, p, _ in tenants])
+        cpu_before = _cpu(proc.pid)
+        result = await drive(port, plan, args.connections)
+        healthy = {m: p for m, p in owner.items() if p not in refused and p not in blackholed}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(m in sink.arrivals for m in healthy):
+            await asyncio.sleep(0.2)
+        cpu = _cpu(proc.pid) - cpu_before
+        lost = [m for m in healthy if m not in sink.arrivals]
+        delivery = [sink.arrivals[m] - result["sent_at"][m] for m in healthy if m in sink.arrivals]
+        pending = await asyncio.to_thread(_pending, root / "cp", master_key)
+        expected_pending = sum(1 for p in owner.values() if p in refused or p in blackholed)
+        return {
+            "dead": dead, "events": len(owner), "posts": len(plan), "batch": args.batch,
+            "ack": summary(result["acks"]), "non_200": result["failures"],
+            "achieved_events_per_s": round(len(owner) / result["elapsed"], 1),
+            "healthy_events": len(healthy), "lost": len(lost), "duplicates": sink.duplicates,
+            "delivery_healthy": summary(delivery), "forward_requests": sink.requests,
+            "dead_tenant_events": expected_pending, "dead_tenant_events_journaled": pending,
+            "cp_cpu_seconds": round(cpu, 2), "connections": result["connections"],
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sink.close()
+        log.close()
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pending(data_dir: Path, master_key: str) -> int:
+    """Deliveries of dead tenants in the journal, counted in entries (a delivery may hold several)."""
+    from control_plane.db import direct_database
+    from control_plane.settings import ControlPlaneSettings
+
+    with direct_database(ControlPlaneSettings(data_dir=data_dir, master_key=master_key)) as (db, _):
+        return int(db.conn.execute("SELECT coalesce(sum(entries), 0) FROM deliveries WHERE status = 'pending'").fetchone()[0])
+
+
+async def _wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if b" 200 " in await reader.read(200):
+                writer.close()
+                return
+            writer.close()
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit("the control plane did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--dead", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=1, help="events per POST")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--baseline", action="store_true", help="also run with no dead tenant first")
+    args = parser.parse_args()
+    runs = []
+    for dead in ([0] if args.baseline else []) + [args.dead]:
+        outcome = asyncio.run(run(args, dead))
+        runs.append(outcome)
+        print(json.dumps(outcome, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"router-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"args": vars(args), "load_average": os.getloadavg(), "runs": runs}, indent=2))
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
