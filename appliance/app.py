@@ -25,6 +25,7 @@ from appliance import __version__, ai, broadcasts, integrations, privacy
 from appliance.audit.routes import list_audit
 from appliance.connections.routes import ChannelController
 from appliance.events.routes import live_events
+from appliance.contacts.csv_routes import ContactCsvController
 from appliance.contacts.routes import ContactController
 from appliance.inbox.action_routes import CannedReplyController, ConversationActions
 from appliance.inbox.routes import ConversationController
@@ -46,7 +47,9 @@ from appliance.web.access_log import AccessLogMiddleware
 from appliance.web.api import runtime_dep
 from appliance.web.errors import exception_handlers
 from appliance.web.health import healthz, metrics, readyz
+from appliance.web.pages import SECURITY_HEADERS, WEB_PAGES, Denied, denied_response
 from appliance.web.pages.session import SESSION_PAGES
+from appliance.web.pages.templating import configure as configure_templates
 from appliance.workspace.routes import get_workspace_settings, put_workspace_settings
 
 __all__ = ["create_app"]
@@ -147,14 +150,17 @@ def create_app(
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
             GrowthController, all_links, UserController, me, get_workspace_settings, put_workspace_settings,
-            list_audit, live_events, ConversationActions, CannedReplyController,
+            list_audit, live_events, ConversationActions, CannedReplyController, ContactCsvController,
             *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
     )
+    # The HTML pages: session pages and the app's screens, with the security headers (CSP ...).
+    pages = Router(path="/", route_handlers=[*SESSION_PAGES, *WEB_PAGES], response_headers=SECURITY_HEADERS,
+                   exception_handlers={Denied: denied_response}, include_in_schema=False)
     return Litestar(
         route_handlers=[
-            healthz, readyz, metrics, verify_subscription, receive_webhook, api, *SESSION_PAGES,
+            healthz, readyz, metrics, verify_subscription, receive_webhook, api, pages,
             create_static_files_router(path="/static", directories=[WEB_DIR / "static"], name="static",
                                        include_in_schema=False),
             *(route for feature in FEATURES for route in feature.public_routes),
@@ -164,7 +170,8 @@ def create_app(
         middleware=[AccessLogMiddleware],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="AAT appliance", version=__version__, path="/schema"),
-        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=JinjaTemplateEngine,
+                                       engine_callback=configure_templates),
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
         logging_config=None,

@@ -1,4 +1,4 @@
-"""``aat-appliance``: serve, migrate, users, tokens, rekey, journal.
+"""``aat-appliance``: serve, migrate, users, tokens, rekey, journal, export, import, export-json, destroy.
 
 Every command reads ``Settings`` once (environment, ``.env``) and applies its own flags on
 top. Every failure, a usage error included, is printed as one plain line on stderr
@@ -319,6 +319,147 @@ def journal_retry(journal_id: int | None, data_dir: Path | None) -> None:
         raise click.ClickException(f"journal row {journal_id} does not exist, has not failed, or was purged")
     click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued again")
 
+
+
+# --- privacy: export, import, teardown (appliance/privacy) ----------------------------------
+
+passphrase_option = click.option(
+    "--passphrase-stdin", is_flag=True, help="Read the passphrase from standard input.",
+)
+
+
+def _stdin_secret() -> str:
+    return sys.stdin.read().rstrip("\r\n")
+
+
+class _Progress:
+    """A click progress bar on stderr, sized by the first report (called from any one thread)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, width=32)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@main.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write (must not exist).")
+@passphrase_option
+@data_dir_option
+def export_workspace(out: Path, passphrase_stdin: bool, data_dir: Path | None) -> None:
+    """Write the whole workspace to one SQLCipher 4 file keyed by a passphrase (given on stdin,
+    or generated and printed once as the last line). Safe while the server runs; runs at a
+    lower CPU priority (nice 10) so that serving comes first."""
+    import secrets
+
+    from appliance.privacy.export import export_workspace as run_export
+    from appliance.store.workspace import direct_database
+
+    settings = _settings(data_dir)
+    passphrase = _stdin_secret() if passphrase_stdin else secrets.token_urlsafe(24)
+    os.nice(10)  # a batch job beside a live server: webhook acknowledgements come first
+    progress = _Progress("exporting")
+    try:
+        result = run_export(settings, out, passphrase, progress=progress)
+    finally:
+        progress.close()
+    with direct_database(settings) as db:
+        audit.record(db, _cli_actor(), "workspace.export", details={"tables": len(result.tables), "bytes": result.size})
+    rows = sum(result.tables.values())
+    click.echo(f"exported {len(result.tables)} tables ({rows} rows, {result.files} media files, "
+               f"{result.size / 2**20:.1f} MiB) to {result.path} in {result.seconds:.1f} s", err=True)
+    if passphrase_stdin:
+        return
+    click.echo("its passphrase is shown only this once; the file cannot be opened without it:", err=True)
+    click.echo(passphrase)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@passphrase_option
+@data_dir_option
+def import_workspace(file: Path, passphrase_stdin: bool, data_dir: Path | None) -> None:
+    """Restore an export into an empty data directory, under a new data key wrapped by this
+    appliance's master key. Without --passphrase-stdin the passphrase is asked for."""
+    from appliance.privacy.restore import import_workspace as run_import
+    from appliance.store.workspace import ProcessLock
+
+    settings = _settings(data_dir)
+    passphrase = _stdin_secret() if passphrase_stdin else click.prompt("passphrase", hide_input=True, err=True)
+    lock = ProcessLock(settings.data_dir)
+    lock.acquire("importing")
+    try:
+        result = run_import(settings, file, passphrase, _cli_actor())
+    finally:
+        lock.release()
+    if result.tokens_sealed_elsewhere:
+        click.echo(f"warning: {result.tokens_sealed_elsewhere} channel token(s) were encrypted by another "
+                   "master key and cannot be used here: connect those channels (and integrations) again", err=True)
+    click.echo(f"imported {len(result.tables)} tables ({sum(result.tables.values())} rows, {result.files} media "
+               f"files) exported at {result.exported_at} into {settings.data_dir}")
+
+
+@main.command("export-json")
+@click.option("--out", required=True, help="The file to write (must not exist), or - for standard output.")
+@data_dir_option
+def export_json(out: str, data_dir: Path | None) -> None:
+    """Write the whole workspace as one JSON document (portability; secrets left out)."""
+    from appliance.privacy.json_export import write_json
+
+    settings = _settings(data_dir)
+    if out == "-":
+        counts = write_json(settings, click.get_text_stream("stdout"))
+    else:
+        path = Path(out)
+        if path.exists():
+            raise click.ClickException(f"{path} exists already; choose a new file name")
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with open(partial, "x", encoding="utf-8") as fh:
+                counts = write_json(settings, fh)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, path)
+    click.echo(f"exported {len(counts)} tables ({sum(counts.values())} rows) as JSON", err=True)
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Confirm that the workspace is to be erased for good.")
+@data_dir_option
+def destroy(yes: bool, data_dir: Path | None) -> None:
+    """Crypto-shred the workspace: overwrite and remove its wrapped data key, then remove the
+    database, the queue and media. Needs no master key; the server must be stopped."""
+    from appliance.privacy.destroy import destroy as shred
+    from appliance.store.workspace import ProcessLock
+
+    if not yes:
+        raise click.UsageError("refusing to destroy the workspace without --yes: nothing can be recovered after it")
+    settings = _settings(data_dir)
+    if not settings.data_dir.is_dir():
+        click.echo(f"nothing to destroy: {settings.data_dir} does not exist")
+        return
+    lock = ProcessLock(settings.data_dir)
+    lock.acquire("destroying the workspace")
+    try:
+        done = shred(settings.data_dir)
+    finally:
+        lock.release()
+    if done.nothing:
+        click.echo(f"nothing to destroy in {settings.data_dir}")
+        return
+    click.echo(f"destroyed: shredded {', '.join(done.keys) or 'no key file'}; removed {len(done.files)} file(s)")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

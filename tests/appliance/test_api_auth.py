@@ -42,6 +42,8 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("POST", "/api/v1/contacts/{contact_id:int}/tags"): ("agent", {"tag": "vip"}, 200),
     ("DELETE", "/api/v1/contacts/{contact_id:int}/tags/{tag:str}"): ("agent", None, 200),
     ("GET", "/api/v1/contacts/{contact_id:int}/export"): ("agent", None, 200),
+    ("GET", "/api/v1/contacts/export.csv"): ("admin", None, 200),
+    ("POST", "/api/v1/contacts/import"): ("admin", b"channel,external_id,name\nmessenger,1,Ana\n", 200),  # a dry run
     ("POST", "/api/v1/contacts/{contact_id:int}/objection"): ("agent", None, 200),
     ("GET", "/api/v1/conversations"): ("agent", None, 200),
     ("GET", "/api/v1/conversations/{conversation_id:int}"): ("agent", None, 200),
@@ -94,17 +96,46 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("POST", "/api/v1/broadcasts/{broadcast_id:int}/cancel"): ("admin", None, 200),
     ("GET", "/api/v1/templates"): ("agent", None, 200),
     ("POST", "/api/v1/templates/sync"): ("admin", None, 200),
+    ("GET", "/api/v1/integrations/google-sheets"): ("admin", None, 200),
+    ("PUT", "/api/v1/integrations/google-sheets"): (
+        "admin", {"client_id": "c.apps.googleusercontent.com", "client_secret": "s", "refresh_token": "1//r"}, 200),
+    ("DELETE", "/api/v1/integrations/google-sheets"): ("admin", None, 200),
+    ("GET", "/api/v1/webhooks"): ("admin", None, 200),
+    ("POST", "/api/v1/webhooks"): (
+        "admin", {"url": "https://hooks.example.invalid/aat", "events": ["contact.updated"], "active": False}, 201),
+    ("GET", "/api/v1/webhooks/{webhook_id:int}"): ("admin", None, 200),
+    ("PATCH", "/api/v1/webhooks/{webhook_id:int}"): ("admin", {"description": "CRM"}, 200),
+    ("DELETE", "/api/v1/webhooks/{webhook_id:int}"): ("admin", None, 204),
+    ("POST", "/api/v1/webhooks/{webhook_id:int}/rotate-secret"): ("admin", None, 200),
+    ("GET", "/api/v1/webhooks/{webhook_id:int}/deliveries"): ("admin", None, 200),
+    ("GET", "/api/v1/webhooks/deliveries/{delivery_id:int}"): ("admin", None, 200),
+    ("POST", "/api/v1/webhooks/deliveries/{delivery_id:int}/replay"): ("admin", None, 202),
+    ("GET", "/api/v1/settings/ai"): ("admin", None, 200),
+    ("PUT", "/api/v1/settings/ai"): (
+        "admin", {"provider": "anthropic", "model": "claude-sonnet-5", "api_key": "sk-ant-role-matrix"}, 200),
+    ("DELETE", "/api/v1/settings/ai"): ("admin", None, 204),
+    ("GET", "/api/v1/knowledge"): ("agent", None, 200),
+    ("POST", "/api/v1/knowledge"): ("admin", {"title": "Hours", "text": "We open at 10."}, 201),
+    ("GET", "/api/v1/knowledge/search"): ("agent", None, 200),
+    ("GET", "/api/v1/knowledge/{document_id:int}"): ("agent", None, 200),
+    ("PUT", "/api/v1/knowledge/{document_id:int}"): ("admin", {"title": "Hours", "text": "We open at 9."}, 200),
+    ("DELETE", "/api/v1/knowledge/{document_id:int}"): ("admin", None, 204),
 }
 # Known deviations, each strict: the test starts failing (as a reminder) once it is fixed.
 KNOWN: dict[tuple[str, str, str], str] = {}
 RANK = {"agent": 0, "admin": 1, "owner": 2}
-TABLES = ("channels", "contacts", "contact_tags", "conversations", "messages", "users", "outbox", "flows",
-          "broadcasts", "whatsapp_templates")
+TABLES = ("ai_settings", "ai_api_keys", "knowledge_documents", "knowledge_chunks",
+          "channels", "contacts", "contact_tags", "conversations", "messages", "users", "outbox", "flows",
+          "broadcasts", "whatsapp_templates", "google_connection", "webhook_subscriptions", "webhook_deliveries")
 
 
 def _url(route: str, ids: dict[str, int]) -> str:
     if route == "/api/v1/events":
         return route + "?duration=0"
+    if route == "/api/v1/contacts/import":
+        return route + "?dry_run=true"
+    if route == "/api/v1/knowledge/search":
+        return route + "?q=hours"
     return (route.replace("{contact_id:int}", str(ids["contact"]))
             .replace("{conversation_id:int}", str(ids["conversation"]))
             .replace("{channel_id:int}", str(ids["channel"]))
@@ -112,6 +143,9 @@ def _url(route: str, ids: dict[str, int]) -> str:
             .replace("{broadcast_id:int}", str(ids["broadcast"]))
             .replace("{user_id:int}", str(ids["user"]))
             .replace("{reply_id:int}", str(ids["reply"]))
+            .replace("{webhook_id:int}", str(ids["webhook"]))
+            .replace("{delivery_id:int}", str(ids["delivery"]))
+            .replace("{document_id:int}", str(ids["document"]))
             .replace("{tag:str}", "vip"))
 
 
@@ -133,9 +167,41 @@ async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, int
         "INSERT INTO canned_replies (shortcut, text, created_at, updated_at) VALUES (?, 'x', 'x', 'x')",
         [f"s{n}"]).lastrowid)
     broadcast = await _scheduled_broadcast(client, workspace)
-    return {"channel": channel, "contact": contact, "conversation": conversation, "flow": int(flow.json()["id"]),
-            "user": user, "reply": reply, "broadcast": broadcast}
+    webhook, delivery = _paused_webhook_with_a_delivery(workspace)
+    ids_ai = {"document": _knowledge_document(workspace)}
+    return {**ids_ai, "channel": channel, "contact": contact, "conversation": conversation, "flow": int(flow.json()["id"]),
+            "user": user, "reply": reply, "broadcast": broadcast, "webhook": webhook, "delivery": delivery}
 
+
+def _paused_webhook_with_a_delivery(workspace: Workspace) -> tuple[int, int]:
+    """A paused webhook subscription (nothing is sent to it) with one dead delivery."""
+    from appliance.integrations.webhooks import store as hooks
+
+    def seal(sub_id: int) -> tuple[str, str]:
+        return (workspace.fields.encrypt("https://hooks.example.invalid/aat", hooks.url_context(sub_id)),
+                workspace.fields.encrypt("whsec_test", hooks.secret_context(sub_id)))
+
+    def create(db: Any) -> tuple[int, int]:
+        sub = hooks.create_subscription(db, events_=["contact.updated"], description=None, active=False,
+                                        seal=seal, now="2026-01-01T00:00:00.000Z")
+        delivery = db.execute(
+            """INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, refs, occurred_at, status,
+                   expires_at, created_at, updated_at)
+               VALUES (?, 1, 'contact.updated', '{}', 'x', 'dead', 'x', 'x', 'x')""", [sub["id"]]).lastrowid
+        return int(sub["id"]), int(delivery)
+
+    return workspace.gateway.write_sync(create)
+
+
+
+def _knowledge_document(workspace: Workspace) -> int:
+    """A knowledge base document (appliance/ai)."""
+    from appliance.ai.knowledge import service, store as knowledge
+    from appliance.ai.knowledge.upload import DocumentInput
+
+    prepared = service.prepare(DocumentInput("Hours", "text", None, None, "We open at 10."))
+    row = workspace.gateway.write_sync(knowledge.insert_document, **prepared.values(), now="2026-01-01T00:00:00.000Z")
+    return int(row["id"])
 
 async def _scheduled_broadcast(client: AsyncTestClient, workspace: Workspace) -> int:
     """A broadcast scheduled far ahead, and a WhatsApp number with its account (template sync)."""
@@ -150,6 +216,8 @@ async def _scheduled_broadcast(client: AsyncTestClient, workspace: Workspace) ->
 
 
 async def _call(client: AsyncTestClient, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+    if isinstance(body, bytes):  # a CSV file
+        return await client.request(method, url, headers={**headers, "Content-Type": "text/csv"}, content=body)
     return await client.request(method, url, headers=headers, json=body) if body is not None \
         else await client.request(method, url, headers=headers)
 
