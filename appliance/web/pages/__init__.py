@@ -6,6 +6,7 @@ them with ``SESSION_PAGES`` on one router that adds the security headers
 response (the sign-in redirect or the 403 page).
 """
 
+from appliance.web.pages.broadcasts import BROADCAST_PAGES
 from appliance.web.pages.common import SECURITY_HEADERS, Denied
 from appliance.web.pages.contacts import CONTACT_PAGES
 from appliance.web.pages.inbox import INBOX_PAGES
@@ -13,7 +14,7 @@ from appliance.web.pages.settings import SETTINGS_PAGES
 
 __all__ = ["WEB_PAGES", "SECURITY_HEADERS", "Denied", "denied_response"]
 
-WEB_PAGES = [*INBOX_PAGES, *CONTACT_PAGES, *SETTINGS_PAGES]
+WEB_PAGES = [*INBOX_PAGES, *CONTACT_PAGES, *BROADCAST_PAGES, *SETTINGS_PAGES]
 
 
 def denied_response(_: object, exc: Denied) -> object:
