@@ -239,6 +239,31 @@ def users_create(email: str, role: str, name: str, password_stdin: bool, data_di
     click.echo(f"created {row['role']} {row['email']} (id {row['id']})")
 
 
+@users.command("reset-password")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Set the new password from standard input.")
+@data_dir_option
+def users_reset_password(email: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Reset a user's password: with --password-stdin, set it now; without, print a one-time
+    reset link (valid 2 hours) to hand over. Either way the user's sessions end once the new
+    password is set, and the audit log records it."""
+    from appliance.errors import AatError
+    from appliance.store.workspace import direct_database
+    from appliance.team.reset import reset_link, reset_password
+
+    password = sys.stdin.read().rstrip("\r\n") if password_stdin else None
+    settings = _settings(data_dir)
+    try:
+        with direct_database(settings) as db:
+            if password is not None:
+                reset_password(db, email, password, actor=_cli_actor())
+                click.echo(f"password of {email.strip().lower()} set; their sessions ended")
+            else:
+                click.echo(reset_link(db, email, public_url=settings.public_url, actor=_cli_actor()))
+    except AatError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
 @main.group()
 def tokens() -> None:
     """Manage API tokens."""
