@@ -7,20 +7,31 @@ clock) and returns how many rows each rule removed, for the log.
 | flow step statistics (``flow_step_events``) | ``AAT_LOG_RETENTION_DAYS`` (90) | deleted |
 | outbound-webhook attempts, finished deliveries | ``AAT_LOG_RETENTION_DAYS`` | deleted |
 | raw body of a *failed* webhook delivery | ``AAT_LOG_RETENTION_DAYS`` to retry it | blanked |
-| browser sessions | until they expire or idle out | deleted |
+| browser sessions (with their IP and user agent) | until they expire or idle out | deleted |
 | invitation and reset links, OAuth states | until they expire or are used | deleted |
+| sign-in throttling (e-mail addresses, IPs) | a day after the window, once unlocked | deleted |
 | deletion requests from Meta | their grace period (``AAT_ERASURE_GRACE_DAYS``) | completed (erased) |
 
 Elsewhere: processed webhook bodies (``AAT_JOURNAL_RETENTION_DAYS``), dedupe keys (8 days) and
 domain events (7 days) are purged by ``ingest.purge_journal``; tokens are erased the moment a
-channel or integration is disconnected; contacts and messages are kept while the workspace
-exists (the control plane destroys it 30 days after cancellation, ``aat-appliance destroy``).
-Kept on purpose: the audit log (the record that erasures and admin actions happened; no
-subscriber data in it) and deletion requests after completion (no personal data left in them).
+channel or integration is disconnected (their own DELETE handlers); structured logs go to
+stdout and metrics live in memory (``/metrics``): what keeps them 90 days is the log and
+metrics store they are shipped to, not this database.
 
-Tables that another feature has not created yet (sessions and links come with the web app) are
-skipped: a rule runs only when its table and columns exist. Big deletes run in batches, one
-write each, so webhook acknowledgements never wait long behind them.
+Contacts, conversations and messages have no age limit here, on purpose: they are kept while the
+subscription is active. Cancellation is the control plane's to know (Stripe), and it does not
+tell the appliance to start deleting: it marks the tenant ``deleting`` with ``delete_after`` =
+cancellation + ``AAT_CP_RETENTION_DAYS`` (30) and, once that has passed, its sweep runs
+``aat-appliance destroy --yes`` (crypto-shredding) on the whole workspace. A self-hosted
+appliance has no subscription to end: its owner keeps the data until they destroy it.
+
+Kept on purpose: the audit log (the record that erasures and admin actions happened; no
+subscriber data in it; hash-chained, so it is not trimmed row by row) and deletion requests
+after completion (no personal data left in them).
+
+A rule runs only when its table and columns exist (a feature's table may come later), otherwise
+it is reported as skipped. Big deletes run in batches, one write each, so webhook
+acknowledgements never wait long behind them.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ class Rule:
     name: str
     table: str
     columns: tuple[str, ...]
-    where: str          # over named parameters: :now, :logs_before, :idle_before
+    where: str          # over named parameters: :now, :logs_before, :idle_before, :day_before
     blank: str = ""     # "SET ..." to blank columns instead of deleting the row
     batched: bool = True
 
@@ -76,8 +87,11 @@ RULES: tuple[Rule, ...] = (
     # WITHOUT ROWID tables: one plain statement (they hold a handful of rows).
     Rule("one_time_links", "one_time_links", ("expires_at", "used_at"),
          "expires_at <= :now OR used_at IS NOT NULL", batched=False),
-    Rule("invitations", "invitations", ("expires_at",), "expires_at <= :now", batched=False),
     Rule("oauth_states", "oauth_states", ("expires_at",), "expires_at <= :now", batched=False),
+    # A failure counts for a window shorter than a day (appliance.team): older rows hold nothing
+    # but someone's address.
+    Rule("signin_throttle", "signin_throttle", ("window_start", "locked_until"),
+         "(locked_until IS NULL OR locked_until <= :now) AND window_start <= :day_before", batched=False),
 )
 
 
@@ -88,6 +102,7 @@ def cutoffs(settings: Settings, now: datetime) -> dict[str, Any]:
         "now": to_iso(now),
         "logs_before": to_iso(now - timedelta(days=settings.log_retention_days)),
         "idle_before": to_iso(idle_before),
+        "day_before": to_iso(now - timedelta(days=1)),
         "batch": BATCH,
     }
 

@@ -31,7 +31,21 @@ PRICING = json.loads((Path(__file__).parents[1] / "fixtures" / "flows" / "pricin
 ERASED_WA_ID = "995599000111"
 ERASED_NAME = "Zuzanna Ŝtęfańska"
 ERASED_TEXTS = ["what is the price of the blue velvet sofa", "deliver to Rustaveli Avenue 12"]
+ERASED_CAPTION = "photo of my green armchair"
+ERASED_MEDIA_ID = "1203948576099881"
+ERASED_NOTE = "prefers delivery after six, ring twice"
 KEPT_PSID = "2460009998887776"
+
+
+def _image(wa_id: str, wamid: str) -> bytes:
+    """A WhatsApp photo (media id, caption) from ``wa_id``: media live on Meta; we hold the id."""
+    body = fixture_json("whatsapp_image")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [{"profile": {"name": ERASED_NAME}, "wa_id": wa_id}]
+    message = value["messages"][0]
+    message.update({"id": wamid, "from": wa_id})
+    message["image"].update(id=ERASED_MEDIA_ID, caption=ERASED_CAPTION)
+    return json.dumps(body).encode()
 
 
 def _status(wa_id: str, wamid: str) -> bytes:
@@ -49,10 +63,10 @@ async def _publish_pricing(client: AsyncTestClient, workspace: Workspace) -> Non
 
 
 async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, Any]:
-    """The person to erase writes on WhatsApp (a flow answers, addressing them by name), is
-    tagged, has a custom field, changed their subscription twice, has a team notification about
-    them, a status report and a redelivered message in the journal. Another person writes on
-    Messenger."""
+    """The person to erase writes on WhatsApp (a flow answers, addressing them by name) and sends
+    a photo, is tagged, has a custom field, changed their subscription twice, has a team
+    notification and an agent's note about them, a status report and a redelivered message in
+    the journal. Another person writes on Messenger."""
     connect_channel(workspace, "whatsapp", WA_PHONE_NUMBER_ID)
     connect_channel(workspace, "messenger", PAGE_ID)
     await _publish_pricing(client, workspace)
@@ -61,6 +75,7 @@ async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, Any
     await ingest(client, first)  # Meta redelivers: deduplicated, so never linked to the contact
     await ingest(client, whatsapp_text(ERASED_WA_ID, "wamid.erase2", name=ERASED_NAME, text=ERASED_TEXTS[1]))
     await outbox_empty(client)
+    await ingest(client, _image(ERASED_WA_ID, "wamid.erase3"))
     await ingest(client, _status(ERASED_WA_ID, "wamid.unknown-to-us"))
     await ingest(client, messenger_text(KEPT_PSID, "m_keep_1", text="please keep my order"))
     contact = rows(workspace, "SELECT id FROM contacts WHERE wa_id = ?", [ERASED_WA_ID])[0]["id"]
@@ -72,6 +87,9 @@ async def _world(client: AsyncTestClient, workspace: Workspace) -> dict[str, Any
     conversation = value(workspace, "SELECT id FROM conversations WHERE contact_id = ?", [contact])
     execute(workspace, "INSERT INTO notifications (conversation_id, text, created_at) VALUES (?, ?, 'x')",
             [conversation, f"{ERASED_NAME} asked for a human"])
+    note = await client.post(f"/api/v1/conversations/{conversation}/notes", json={"text": ERASED_NOTE},
+                             headers=headers)
+    assert note.status_code == 201, note.text
     return {"contact": contact, "kept": kept, "conversation": conversation}
 
 
@@ -90,14 +108,19 @@ async def test_erasure_leaves_no_trace_in_a_full_export(
 ) -> None:
     world = await _world(client, workspace)
     before = export_to(workspace.settings, tmp_path, "before.aatx")
-    assert find_everywhere(open_export(before), [ERASED_NAME, *ERASED_TEXTS]), "the world mentions the person"
+    mentioned = find_everywhere(open_export(before), [ERASED_NAME, *ERASED_TEXTS, ERASED_CAPTION, ERASED_MEDIA_ID,
+                                                      ERASED_NOTE])
+    assert {hit.split(": ", 1)[1] for hit in mentioned} == {ERASED_NAME, *ERASED_TEXTS, ERASED_CAPTION,
+                                                            ERASED_MEDIA_ID, ERASED_NOTE}
+    assert "webhook_journal.body: " + ERASED_CAPTION in mentioned  # the journal holds it before
     kept_before = _kept_rows(workspace, world["kept"])
 
     response = await client.delete(f"/api/v1/contacts/{world['contact']}", headers=make_token(workspace, "agent"))
     assert response.status_code == 204, response.text
 
     after = open_export(export_to(workspace.settings, tmp_path, "after.aatx"))
-    assert find_everywhere(after, [ERASED_NAME, "Zuzanna", *ERASED_TEXTS, "blue velvet", "sofa-buyer"]) == []
+    assert find_everywhere(after, [ERASED_NAME, "Zuzanna", *ERASED_TEXTS, "blue velvet", "Rustaveli", "sofa-buyer",
+                                   ERASED_CAPTION, ERASED_MEDIA_ID, ERASED_NOTE]) == []
     # Meta's ids of the person are gone too, except in dedupe keys (kept 8 days, see erasure.py).
     assert find_everywhere(after, [ERASED_WA_ID], skip=("seen_events",)) == []
     assert _kept_rows(workspace, world["kept"]) == kept_before
@@ -124,7 +147,7 @@ async def test_erasure_reaches_every_table_that_names_the_contact(client: AsyncT
                     {"type": "contact.deleted"}]
             else:
                 assert left == 0, f"{table}.{column} still names the erased contact"
-    assert value(workspace, "SELECT count(*) FROM webhook_journal WHERE body IS NULL") == 4
+    assert value(workspace, "SELECT count(*) FROM webhook_journal WHERE body IS NULL") == 5
 
 
 async def test_the_audit_log_records_the_erasure_without_whom(client: AsyncTestClient, workspace: Workspace) -> None:
