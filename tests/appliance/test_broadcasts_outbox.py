@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from appliance.outbox import store as outbox
@@ -103,10 +104,11 @@ async def _gap_after_first_error(
     return requests[1].at - requests[0].at
 
 
+@pytest.mark.parametrize("code", [130429, 80007, 613], ids=["throughput", "waba-rate-limit", "calls-per-hour"])
 async def test_a_throttled_channel_holds_every_send_for_the_backoff(
-    settings: Settings, workspace: Workspace, graph_api: GraphStandIn
+    settings: Settings, workspace: Workspace, graph_api: GraphStandIn, code: int
 ) -> None:
-    assert await _gap_after_first_error(settings, workspace, graph_api, 130429) >= 0.45
+    assert await _gap_after_first_error(settings, workspace, graph_api, code) >= 0.45
 
 
 async def test_a_transient_error_of_one_message_does_not_hold_the_channel(

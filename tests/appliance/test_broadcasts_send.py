@@ -196,6 +196,31 @@ async def test_opted_out_contacts_get_utility_templates_but_no_marketing(
     assert final["skipped_reasons"] == skipped
 
 
+def preference(wa_id: str, value: str, at: int) -> bytes:
+    """A WhatsApp ``user_preferences`` delivery: the contact stopped or resumed marketing."""
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{
+        "field": "user_preferences", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}],
+            "user_preferences": [{"wa_id": wa_id, "detail": "User requested to stop marketing messages",
+                                  "category": "marketing_messages", "value": value, "timestamp": str(at)}],
+        }}]}]}).encode()
+
+
+async def test_a_user_preferences_stop_skips_marketing_until_resume(
+    client: AsyncTestClient, auth: dict[str, str], workspace: Workspace, graph_api: GraphStandIn
+) -> None:
+    wa_contact(workspace, connect(workspace, "whatsapp"), 1)
+    now = int(utcnow().timestamp())
+    await ingest(client, preference("995550000001", "stop", now - 60))
+    stopped = await send(client, auth, {"text": "The sale is on"})
+    assert (stopped["skipped_reasons"], graph_api.sends_to(PHONE_ID)) == ({"marketing_opt_out": 1}, [])
+    await ingest(client, preference("995550000001", "resume", now - 30))
+    resumed = await send(client, auth, {"text": "The sale is on"})
+    assert (resumed["counts"]["sent"], sent_to(graph_api)) == (1, ["995550000001"])
+
+
 async def test_a_template_skips_contacts_of_other_channels(
     client: AsyncTestClient, auth: dict[str, str], workspace: Workspace, graph_api: GraphStandIn
 ) -> None:
