@@ -194,6 +194,49 @@ class Settings(BaseSettings):
         "private addresses. Refused (with a warning) when AAT_PUBLIC_URL is https.",
     )
 
+    # --- entitlements (appliance/entitlements) -----------------------------------------------
+    entitlements_public_key: str | None = Field(
+        None,
+        description="The control plane's Ed25519 public key (base64 of 32 bytes, or PEM) that "
+        "entitlement tokens and license files are verified with. Unset: no entitlement is "
+        "accepted and no limits apply.",
+    )
+    license_file: Path | None = Field(
+        None,
+        description="Self-hosted: the license file (an entitlement token from AAT Systems) "
+        "whose plan and limits apply; the appliance refuses to start when it does not verify.",
+    )
+    tenant_id: str | None = Field(
+        None,
+        description="Hosted: this workspace's tenant id, set by the control plane; entitlement "
+        "tokens must name it.",
+    )
+
+    # --- backups (appliance/backup) ---------------------------------------------------------
+    backup_dir: Path | None = Field(
+        None,
+        description="Directory the scheduled backups are written to (unset: no scheduled "
+        "backups; `aat-appliance backup --to DIR` works either way). Put it on another disk.",
+    )
+    backup_interval_hours: float = Field(
+        24.0, gt=0, le=24 * 31,
+        description="Hours between scheduled backups; the queue checks every 15 minutes whether "
+        "the newest backup in AAT_BACKUP_DIR is older than this.",
+    )
+    backup_keep: int = Field(
+        7, ge=1, le=1000, description="Backups kept in the backup directory; older ones are deleted."
+    )
+    backup_s3_url: str | None = Field(
+        None,
+        description="S3-compatible bucket URL, path style (https://s3.eu-central-1.amazonaws.com/"
+        "BUCKET[/PREFIX]); when set, every backup is also uploaded there (AWS SigV4).",
+    )
+    backup_s3_region: str = Field("us-east-1", description="Region the S3 signature is made for.")
+    backup_s3_access_key_id: str | None = Field(None, description="Access key id for AAT_BACKUP_S3_URL.")
+    backup_s3_secret_access_key: SecretStr | None = Field(
+        None, description="Secret access key for AAT_BACKUP_S3_URL."
+    )
+
     @field_validator("graph_api_base", "instagram_api_base", "public_url", "google_api_base", "google_oauth_base")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

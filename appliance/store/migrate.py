@@ -4,6 +4,10 @@ Each file runs once, inside a transaction together with the record that it ran (
 ``Migrations``, table ``_sqlite_migrations``). Files are never edited after they ship; a change
 is a new file. The SQL files ship inside the ``migrations`` package so an installed wheel has
 them too.
+
+Downgrades are refused: a database that records a migration this code does not know was
+written by a newer version, and :func:`apply_migrations` raises :class:`NewerDatabase` before
+touching it (an older schema reader could silently drop or misread what it does not know).
 """
 
 from __future__ import annotations
@@ -14,7 +18,18 @@ from importlib import resources
 import sqlite_utils
 from sqlite_utils import Migrations
 
-__all__ = ["migration_files", "build_migrations", "apply_migrations", "pending_migrations"]
+from appliance.errors import AatError
+
+__all__ = [
+    "migration_files", "build_migrations", "apply_migrations", "pending_migrations", "unknown_migrations",
+    "NewerDatabase",
+]
+
+
+class NewerDatabase(AatError):
+    """The database was migrated by a newer version of the code (a downgrade)."""
+
+    default_code = "database_newer"
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -54,8 +69,27 @@ def pending_migrations(db: sqlite_utils.Database, migration_set: str) -> list[st
     return [m.name for m in build_migrations(migration_set).pending(db)]
 
 
+def unknown_migrations(db: sqlite_utils.Database, migration_set: str) -> list[str]:
+    """Migrations recorded in the database that no file here defines (newer code ran on it)."""
+    if "_sqlite_migrations" not in db.table_names():
+        return []
+    known = {name for name, _ in migration_files(migration_set)}
+    rows = db.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY name",
+                      [migration_set]).fetchall()
+    return [row[0] for row in rows if row[0] not in known]
+
+
 def apply_migrations(db: sqlite_utils.Database, migration_set: str) -> list[str]:
-    """Apply what is pending; returns the names applied, in order."""
+    """Apply what is pending; returns the names applied, in order. Raises
+    :class:`NewerDatabase` (and changes nothing) when the database is newer than this code."""
+    newer = unknown_migrations(db, migration_set)
+    if newer:
+        raise NewerDatabase(
+            f"this database was upgraded by a newer version of AAT (it has migration(s) this version "
+            f"does not know: {', '.join(newer)}). Downgrades are not supported: run that newer version "
+            "again, or restore a backup taken before the upgrade",
+            code="database_newer",
+        )
     migrations = build_migrations(migration_set)
     names = [m.name for m in migrations.pending(db)]
     migrations.apply(db)
