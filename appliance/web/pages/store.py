@@ -46,28 +46,32 @@ def view_filter(view: str, user_id: int | None) -> dict[str, Any]:
 
 
 def view_counts(db: Database, user_id: int | None, channel: str | None) -> dict[str, dict[str, int]]:
-    """``{view: {"conversations": n, "unread": n}}``: one pass over the conversations."""
-    scope = ""
-    if channel:
-        scope = " WHERE cv.channel_id IN (SELECT id FROM channels WHERE type = :channel)"
-    row = one(db, f"""
-        SELECT
-          count(*) FILTER (WHERE cv.status = 'open') AS open_n,
-          sum(cv.unread_count) FILTER (WHERE cv.status = 'open') AS open_u,
-          count(*) FILTER (WHERE cv.status = 'open' AND cv.assignee_id = :me) AS mine_n,
-          sum(cv.unread_count) FILTER (WHERE cv.status = 'open' AND cv.assignee_id = :me) AS mine_u,
-          count(*) FILTER (WHERE cv.status = 'open' AND cv.assignee_id IS NULL) AS unassigned_n,
-          sum(cv.unread_count) FILTER (WHERE cv.status = 'open' AND cv.assignee_id IS NULL) AS unassigned_u,
-          count(*) FILTER (WHERE cv.status = 'closed') AS closed_n,
-          sum(cv.unread_count) FILTER (WHERE cv.status = 'closed') AS closed_u
-        FROM conversations cv{scope}""", {"me": user_id or -1, "channel": channel}) or {}
-    return {view: {"conversations": int(row.get(f"{view}_n") or 0), "unread": int(row.get(f"{view}_u") or 0)}
-            for view in VIEWS}
+    """``{view: {"conversations": n, "unread": n}}`` from ``conversation_counts`` (kept by
+    triggers on ``conversations``, migration 0012): a few rows, whatever the inbox's size."""
+    scope = " WHERE channel_id IN (SELECT id FROM channels WHERE type = :channel)" if channel else ""
+    rows = many(db, f"""SELECT status, assignee_id, sum(conversations) AS n, sum(unread) AS unread
+                        FROM conversation_counts{scope} GROUP BY status, assignee_id""", {"channel": channel})
+    counts = {view: {"conversations": 0, "unread": 0} for view in VIEWS}
+
+    def add(view: str, row: dict[str, Any]) -> None:
+        counts[view]["conversations"] += int(row["n"] or 0)
+        counts[view]["unread"] += int(row["unread"] or 0)
+
+    for row in rows:
+        if row["status"] == "closed":
+            add("closed", row)
+            continue
+        add("open", row)
+        if row["assignee_id"] == 0:
+            add("unassigned", row)
+        elif user_id is not None and row["assignee_id"] == user_id:
+            add("mine", row)
+    return counts
 
 
 def unread_total(db: Database) -> int:
     """Unread messages in open conversations (the nav badge)."""
-    row = one(db, "SELECT coalesce(sum(unread_count), 0) AS n FROM conversations WHERE status = 'open'")
+    row = one(db, "SELECT coalesce(sum(unread), 0) AS n FROM conversation_counts WHERE status = 'open'")
     return int(row["n"]) if row else 0
 
 
