@@ -163,9 +163,6 @@ function renderTemplate() {
   recount();
 }
 
-/** The message as the API takes it. For the count (forCount), blanks are filled in: who gets
- * the broadcast depends on the kind of message and the template's account and category, not
- * on the words or the variables. */
 /** Placeholder variables that satisfy the template's components (for the count only). */
 function countVars(t) {
   const vars = {};
@@ -179,13 +176,16 @@ function countVars(t) {
   return vars;
 }
 
+/** The message as the API takes it. For the count (forCount), blanks are filled in: who gets
+ * the broadcast depends on the kind of message and the template's account and category, not
+ * on the words or the variables. */
 function message(forCount = false) {
   const fill = (value) => (forCount && !value.trim() ? "x" : value);
   if (kind() === "template") {
     const t = chosenTemplate();
     if (!t) return forCount ? { text: "x" } : { template: { name: "", language: "" } };
     const template = { name: t.name, language: t.language, waba_id: t.waba_id };
-    if (forCount) return { template: { name: t.name, language: t.language, waba_id: t.waba_id, ...countVars(t) } };
+    if (forCount) return { template: { ...template, ...countVars(t) } };
     const header = [...form.querySelectorAll(".tvar-header")].map((i) => i.value);
     if (header.length) template.header = header;
     const media = $("tvar-media");
