@@ -21,7 +21,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from appliance import __version__, ai, broadcasts, integrations, privacy
+from appliance import __version__, ai, backup, broadcasts, integrations, privacy
 from appliance.audit.routes import list_audit
 from appliance.connections.routes import ChannelController
 from appliance.events.routes import live_events
@@ -60,7 +60,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 WEB_DIR = Path(__file__).parent / "web"
 
 # Feature packages plugged into the app (appliance/features.py says what each may bring).
-FEATURES = [ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE]
+FEATURES = [ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE, backup.FEATURE]
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:

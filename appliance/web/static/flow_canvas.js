@@ -20,6 +20,11 @@ function svg(tag, attrs) {
 }
 
 function curve(x1, y1, x2, y2) {
+  if (x2 < x1 + 30) { // a connection back (a loop, a retry): swing out and come round below
+    const dx = Math.max(80, Math.abs(x2 - x1) / 4);
+    const dip = Math.max(y1, y2) + 90;
+    return `M${x1},${y1} C${x1 + dx},${y1} ${x1 + dx},${dip} ${(x1 + x2) / 2},${dip} S${x2 - dx},${y2} ${x2},${y2}`;
+  }
   const dx = Math.max(40, Math.abs(x2 - x1) / 2);
   return `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
 }

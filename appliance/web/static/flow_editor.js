@@ -177,7 +177,7 @@ for (const [type, { label }] of Object.entries(STEP_TYPES)) {
  * of the view; then down until it overlaps no other step. */
 function freeSpot(at) {
   const spots = Object.values(state.doc.layout || {});
-  while (spots.some((p) => Math.abs(p.x - at.x) < 250 && Math.abs(p.y - at.y) < 190)) at.y += 200;
+  while (spots.some((p) => Math.abs(p.x - at.x) < 250 && Math.abs(p.y - at.y) < 250)) at.y += 260;
   return at;
 }
 
