@@ -103,10 +103,21 @@ class Sink:
         self.requests = 0
         self.duplicates = 0
         self._servers: list[asyncio.base_events.Server] = []
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def listen(self, port: int, *, blackhole: bool = False) -> None:
         handler = self._blackhole if blackhole else self._healthy
-        self._servers.append(await asyncio.start_server(handler, "127.0.0.1", port, backlog=512))
+
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handlers.add(task)
+            try:
+                await handler(reader, writer)
+            finally:
+                self._handlers.discard(task)
+
+        self._servers.append(await asyncio.start_server(tracked, "127.0.0.1", port, backlog=512))
 
     async def _healthy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -136,9 +147,15 @@ class Sink:
         finally:
             writer.close()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Stop listening and end the open connections (so the loop closes without cancelling
+        handlers behind our back)."""
         for server in self._servers:
             server.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 if __name__ == "__main__":

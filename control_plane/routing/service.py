@@ -34,10 +34,12 @@ class RoutingTable:
     def __init__(self) -> None:
         self.assets: dict[tuple[str, str], str] = {}
         self.wabas: dict[str, str] = {}
+        self._waba_of: dict[tuple[str, str], str] = {}  # connected asset -> the WABA it came with
 
     def load(self, rows: list[dict[str, Any]]) -> None:
         self.assets.clear()
         self.wabas.clear()
+        self._waba_of.clear()
         for row in rows:
             self.add(row["type"], row["external_id"], row["tenant_id"], row.get("waba_id"))
 
@@ -45,17 +47,19 @@ class RoutingTable:
         self.assets[(kind, asset_id)] = tenant_id
         if waba_id:
             self.wabas[waba_id] = tenant_id
+            self._waba_of[(kind, asset_id)] = waba_id
 
     def remove(self, kind: str, asset_id: str) -> None:
-        tenant = self.assets.pop((kind, asset_id), None)
-        if tenant is not None and kind == "whatsapp" and tenant not in self.assets.values():
-            for waba, owner in list(self.wabas.items()):
-                if owner == tenant:
-                    del self.wabas[waba]
+        """The asset's route goes; its WABA's route goes with the last number connected through it."""
+        self.assets.pop((kind, asset_id), None)
+        waba = self._waba_of.pop((kind, asset_id), None)
+        if waba is not None and waba not in self._waba_of.values():
+            self.wabas.pop(waba, None)
 
     def drop_tenant(self, tenant_id: str) -> None:
         for key in [k for k, t in self.assets.items() if t == tenant_id]:
             del self.assets[key]
+            self._waba_of.pop(key, None)
         for waba in [w for w, t in self.wabas.items() if t == tenant_id]:
             del self.wabas[waba]
 

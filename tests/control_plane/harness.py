@@ -32,7 +32,9 @@ VERIFY_TOKEN = "cp-verify-token-Lq27"
 CP_MASTER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = "it") -> Any:
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2, what: str = "it") -> Any:
+    """Poll ``predicate`` until it returns something true. Every poll is HTTP into a server on the
+    same two cores as the appliances the test waits for, so it polls at 5 Hz, not faster."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -9,6 +9,7 @@ import pytest
 
 from appliance.errors import BadRequest
 from control_plane.routing.schedule import DAY, RetryPolicy
+from control_plane.routing.service import RoutingTable
 from control_plane.routing.split import body_of, inner_entries, split
 from tests.control_plane.harness import page_body, page_entry, whatsapp_body
 
@@ -84,3 +85,16 @@ def test_the_retry_schedule_then_hourly_then_dead_after_seven_days() -> None:
     assert delays[:7] == [5, 30, 120, 600, 1800, 3600, 3600]
     assert set(delays[6:]) == {3600}
     assert now <= received + 7 * DAY < now + 3600
+
+
+def test_a_waba_routes_until_its_last_number_is_disconnected() -> None:
+    table = RoutingTable()
+    table.add("messenger", "page-1", "t1")
+    table.add("whatsapp", "num-1", "t1", "waba-1")
+    table.add("whatsapp", "num-2", "t1", "waba-1")
+    table.remove("whatsapp", "num-1")
+    assert table.lookup("whatsapp_waba", "waba-1") == "t1"
+    table.remove("whatsapp", "num-2")
+    # The tenant still has a Page, but its WABA no longer routes to it.
+    assert table.lookup("whatsapp_waba", "waba-1") is None
+    assert table.lookup("messenger", "page-1") == "t1"
