@@ -104,6 +104,14 @@ def test_a_passage_sharing_only_a_common_word_is_left_out(workspace: Workspace) 
     assert titles(search(workspace, "how long does the e-bike battery take to charge")) == ["Battery"]
 
 
+def test_a_word_in_most_passages_of_a_large_knowledge_base_decides_nothing(workspace: Workspace) -> None:
+    add(workspace, "Warranty", "Every bicycle frame has a lifetime warranty.")
+    for n in range(store.COMMON_MIN_PASSAGES):
+        add(workspace, f"Model {n}", f"The bicycle model {n} comes in {n % 7 + 1} colours.")
+    assert search(workspace, "bicycle?") == []  # in every passage: it tells none apart
+    assert titles(search(workspace, "bicycle frame warranty")) == ["Warranty"]
+
+
 def test_a_knowledge_base_of_one_passage_still_answers(workspace: Workspace) -> None:
     add(workspace, "All", "Velo Bikes repairs bicycles in Tbilisi.")
     assert titles(search(workspace, "Do you repair bicycles?")) == ["All"]

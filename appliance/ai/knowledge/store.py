@@ -8,7 +8,11 @@ Retrieval (:func:`search`), for a question:
 
 1. its words (:func:`~appliance.ai.knowledge.terms.query_terms`: no stop words, stemmed);
 2. the words the knowledge base knows, weighted by rarity, ``ln(1 + (N - df + 0.5)/(df + 0.5))``
-   over the ``N`` passages (``df`` from ``knowledge_terms``, kept with every change);
+   over the ``N`` passages (``df`` from ``knowledge_terms``, kept with every change). A word
+   found in more than half of the passages of a knowledge base of at least
+   ``COMMON_MIN_PASSAGES`` passages is a stop word of that knowledge base and has no weight (as
+   in FTS5's own bm25): it cannot tell passages apart, and ranking its thousands of passages
+   was the slowest part of a search (BENCHMARKS.md, "AI knowledge base");
 3. FTS5 candidates ranked with ``bm25()`` (headings weigh twice the body), asked for the rarer
    words only (:func:`_searched`: leaving out words that could not make a passage relevant);
 4. each candidate's *score*: the share of the question's weight it contains (0..1). A passage
@@ -36,7 +40,8 @@ from appliance.store.rows import many, one, scalar
 
 __all__ = [
     "ChunkRow", "insert_document", "replace_document", "delete_document", "get_document",
-    "list_documents", "search", "MIN_SCORE", "RELATIVE", "TOP_K", "public_document",
+    "list_documents", "search", "MIN_SCORE", "RELATIVE", "TOP_K", "COMMON_SHARE", "COMMON_MIN_PASSAGES",
+    "public_document",
 ]
 
 # (position, heading, text, heading_terms, body_terms), prepared off the writer thread.
@@ -46,6 +51,7 @@ MIN_SCORE = 0.4
 RELATIVE = 0.6
 TOP_K = 4
 CANDIDATES = 16
+COMMON_SHARE, COMMON_MIN_PASSAGES = 0.5, 50
 HEADING_WEIGHT, BODY_WEIGHT = 2.0, 1.0
 
 
@@ -144,14 +150,16 @@ def list_documents(db: Database, *, after_id: int | None, limit: int) -> list[di
 
 
 def _weights(db: Database, words: list[str]) -> dict[str, float]:
-    """Rarity weight of each word the knowledge base holds (the others cannot decide anything)."""
+    """Rarity weight of each word the knowledge base holds and that can tell its passages
+    apart (the others cannot decide anything)."""
     total = scalar(db, "SELECT COALESCE(SUM(chunks), 0) FROM knowledge_documents") or 0
     marks = ", ".join("?" for _ in words)
     found = {r["term"]: r["chunks"] for r in many(
         db, f"SELECT term, chunks FROM knowledge_terms WHERE term IN ({marks})", words)}
+    common = COMMON_SHARE * total if total >= COMMON_MIN_PASSAGES else math.inf
     return {
         word: math.log(1 + (total - found[word] + 0.5) / (found[word] + 0.5))
-        for word in words if found.get(word)
+        for word in words if found.get(word) and found[word] <= common
     }
 
 
