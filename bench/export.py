@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/export.py [--messages 1000000] [--contacts 20000] [--slice 5]
                                      [--connections 8] [--rounds 2] [--keep]
+                                     [--commit REV] [--source DIR]
 
 1. **Build** a workspace of ``--messages`` messages (in and out, realistic texts and Meta ids)
    across ``--contacts`` contacts and conversations on three channels, plus 100,000 processed
@@ -22,6 +23,12 @@
 
 Results: ``bench/results/export-<time>.json``. The work directory (a few GB) is deleted unless
 ``--keep``.
+
+``--commit REV`` runs the appliance (and the build) from a ``git archive`` of that commit instead
+of the working tree, which others may be editing during the run (a migration added mid-run makes
+the export refuse the database). ``--source DIR`` reuses a data directory built by an earlier
+run (same master key) instead of building again: building 1,000,000 messages takes minutes on a
+shared machine. The directory is served and written to, not copied.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from _support import (  # noqa: E402
 )
 from events import INSTAGRAM_ID, PAGE_ID, PHONE_NUMBER_ID, _TEXTS, delivery, http_request  # noqa: E402
 from ingest import LUA_SCRIPT, run_wrk, settle  # noqa: E402
+from reply import snapshot  # noqa: E402
 
 APP_SECRET = "bench-app-secret-0123456789abcdef"
 MASTER_KEY = bytes(range(7, 39))
@@ -184,11 +192,12 @@ def _phase(runs: list[dict[str, Any]]) -> dict[str, Any]:
 class Export:
     """``aat-appliance export`` as a child process; its wall time and CPU time (``wait4``)."""
 
-    def __init__(self, data_dir: Path, out: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, data_dir: Path, out: Path, env: dict[str, str], log: Path, cli: list[str]) -> None:
         with open(log, "ab") as sink:
             self.proc = subprocess.Popen(
-                [str(VENV_BIN / "aat-appliance"), "export", "--out", str(out), "--passphrase-stdin",
-                 "--data-dir", str(data_dir)], env=env, stdin=subprocess.PIPE, stdout=sink, stderr=sink)
+                [*cli, "export", "--out", str(out), "--passphrase-stdin",
+                 "--data-dir", str(data_dir)], env=env, stdin=subprocess.PIPE, stdout=sink, stderr=sink,
+                cwd=out.parent)  # not the repository: ``python -m`` would import its working tree
         self.log = log
         self.started = time.monotonic()
         self.end = 0.0
@@ -222,11 +231,11 @@ def _watch_wal(path: Path, stop: threading.Event, peak: list[int]) -> None:
 
 
 def _export_under_load(server: Server, script: Path, args: argparse.Namespace, source: Path, work: Path,
-                       env: dict[str, str], r: int) -> dict[str, Any]:
+                       env: dict[str, str], r: int, cli: list[str]) -> dict[str, Any]:
     stop, peak = threading.Event(), [0]
     threading.Thread(target=_watch_wal, args=(source / "workspace.db-wal", stop, peak), daemon=True).start()
     out = work / f"loaded{r}.aatx"
-    export = Export(source, out, env, work / "export.log")
+    export = Export(source, out, env, work / "export.log", cli)
     runs: list[dict[str, Any]] = []
     while not export.done.is_set() and len(runs) < args.max_during:
         runs.append(_slice(server, script, f"d{r}_{len(runs)}", args))
@@ -261,6 +270,8 @@ def main() -> int:
     parser.add_argument("--per-slice", type=int, default=4000, help="unique deliveries per slice file")
     parser.add_argument("--max-during", type=int, default=60, help="slice files prepared per export")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--commit", help="run the appliance from a git archive of this commit")
+    parser.add_argument("--source", type=Path, help="reuse this built data directory instead of building")
     args = parser.parse_args()
     args.threads, args.timeout = 1, 10
     missing_tool("wrk", "apt-get install -y wrk")
@@ -269,18 +280,30 @@ def main() -> int:
     work = RESULTS_DIR / f"export-work-{stamp}"
     source, target, lua_dir = work / "source", work / "target", work / "lua"
     work.mkdir(parents=True)
-    result: dict[str, Any] = {"machine": machine(work), "code": code_version(), "args": vars(args)}
-    print(f"building {args.messages:,} messages ...", flush=True)
-    result["build"] = build(source, args.messages, args.contacts)
-    print(f"  built in {result['build']['seconds']} s, {result['build']['database_mib']} MiB", flush=True)
+    env = appliance_env(master_key=MASTER_KEY, app_secret=APP_SECRET)
+    cli = [str(VENV_BIN / "aat-appliance")]
+    code = code_version()
+    if args.commit:
+        code_dir, code = snapshot(args.commit, work)
+        env["PYTHONPATH"] = str(code_dir)  # ahead of the editable install's finder
+        cli = [sys.executable, "-m", "appliance.cli"]
+    result: dict[str, Any] = {"machine": machine(work), "code": code, "args": {**vars(args), "source": str(args.source)}}
+    if args.source:
+        source = args.source.resolve()
+        result["build"] = {"reused": str(source), "messages": _count_messages(source),
+                           "database_mib": round((source / "workspace.db").stat().st_size / 2**20, 1)}
+        print(f"reusing {source}: {result['build']['messages']:,} messages", flush=True)
+    else:
+        print(f"building {args.messages:,} messages ...", flush=True)
+        result["build"] = build(source, args.messages, args.contacts)
+        print(f"  built in {result['build']['seconds']} s, {result['build']['database_mib']} MiB", flush=True)
     names = ["warm", *(f"b{r}_{i}" for r in range(args.rounds + 1) for i in range(args.between)),
              *(f"d{r}_{i}" for r in range(args.rounds) for i in range(args.max_during))]
     write_slices(lua_dir, names, args.per_slice)
     script = lua_dir / "replay.lua"
     script.write_text(LUA_SCRIPT.replace("@DATA_DIR@", str(lua_dir)))
-    env = appliance_env(master_key=MASTER_KEY, app_secret=APP_SECRET)
     port = free_port()
-    server = Server("appliance", [str(VENV_BIN / "aat-appliance"), "serve", "--port", str(port),
+    server = Server("appliance", [*cli, "serve", "--port", str(port),
                                   "--data-dir", str(source)], env, port, work, work / "appliance.log")
     between: list[list[dict[str, Any]]] = []
     rounds: list[dict[str, Any]] = []
@@ -295,10 +318,10 @@ def main() -> int:
                 break
             settle("appliance", server)
             print(f"round {r + 1}: exporting while ingesting ...", flush=True)
-            rounds.append(_export_under_load(server, script, args, source, work, env, r))
+            rounds.append(_export_under_load(server, script, args, source, work, env, r, cli))
         settle("appliance", server)
         print("exporting idle ...", flush=True)
-        result["export_idle"] = Export(source, work / "idle.aatx", env, work / "export.log").result()
+        result["export_idle"] = Export(source, work / "idle.aatx", env, work / "export.log", cli).result()
     for r, item in enumerate(rounds):
         around = [_phase(between[r]), _phase(between[r + 1])]
         item["reference"] = {"rps": median([a["rps_median"] for a in around]),
@@ -307,14 +330,14 @@ def main() -> int:
     result["between"] = [{"phase": _phase(b), "runs": b} for b in between]
     result["export_under_load"] = rounds
     started = time.monotonic()
-    done = subprocess.run([str(VENV_BIN / "aat-appliance"), "import", str(work / "loaded0.aatx"),
+    done = subprocess.run([*cli, "import", str(work / "loaded0.aatx"),
                            "--passphrase-stdin", "--data-dir", str(target)],
-                          env=env, input=PASSPHRASE, capture_output=True, text=True)
+                          env=env, input=PASSPHRASE, capture_output=True, text=True, cwd=work)
     if done.returncode != 0:
         raise BenchError(f"aat-appliance import failed: {done.stderr.strip()}")
     result["import"] = {"seconds": round(time.monotonic() - started, 1), "messages": _count_messages(target),
                         "target_mib": round((target / "workspace.db").stat().st_size / 2**20, 1)}
-    if result["import"]["messages"] < args.messages:
+    if result["import"]["messages"] < result["build"]["messages"]:
         raise BenchError(f"the import holds {result['import']['messages']} messages, fewer than built")
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"export-{stamp}.json"
