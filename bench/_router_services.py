@@ -104,6 +104,7 @@ class Sink:
         self.duplicates = 0
         self._servers: list[asyncio.base_events.Server] = []
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def listen(self, port: int, *, blackhole: bool = False) -> None:
         handler = self._blackhole if blackhole else self._healthy
@@ -112,10 +113,12 @@ class Sink:
             task = asyncio.current_task()
             assert task is not None
             self._handlers.add(task)
+            self._writers.add(writer)
             try:
                 await handler(reader, writer)
             finally:
                 self._handlers.discard(task)
+                self._writers.discard(writer)
 
         self._servers.append(await asyncio.start_server(tracked, "127.0.0.1", port, backlog=512))
 
@@ -152,10 +155,9 @@ class Sink:
         handlers behind our back)."""
         for server in self._servers:
             server.close()
-        handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.transport.abort()  # the handler's read ends with ConnectionError and it returns
+        await asyncio.wait_for(asyncio.gather(*self._handlers, return_exceptions=True), 10)
 
 
 if __name__ == "__main__":
