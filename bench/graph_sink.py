@@ -13,10 +13,18 @@ per recipient (``to`` or ``recipient``): when the request had fully arrived, the
 the phone number it was sent from. Any other request is answered ``200 {"success":true}`` and
 only counted, so a client that calls something else is seen, not failed.
 
+Optionally (``rate_limit``, ``templates``; the broadcast benchmark) it also enforces Meta's
+per-number limit the way ``tests/standins/graph_api.py`` does: sends per sliding second,
+counted on arrival, per ``phone_number_id``; a send beyond it is answered ``400`` with error
+``130429`` and counted in ``refused``, not recorded as a reply. And it answers
+``GET /{waba-id}/message_templates`` from ``templates`` (one page).
+
 Unlike ``tests/standins/graph_api.py`` (a threaded ``http.server`` that enforces Meta's limits
 and keeps every request for assertions), this one is a raw asyncio protocol that does as little
 as possible per request, so that on a 2-core machine it takes little CPU from the servers it
-measures. It enforces no rate limit: the benchmark measures the bots, not Meta's limits.
+measures, and keeps connections alive as Meta does (the threaded stand-in speaks HTTP/1.0 and
+closes every connection). Without ``rate_limit`` it enforces no limit: the reply benchmark
+measures the bots, not Meta's limits.
 
 Clock: arrivals are stamped with ``time.monotonic()``, which on Linux is ``CLOCK_MONOTONIC``:
 one clock for the whole machine (every process reads the same value), never stepped by NTP the
@@ -44,6 +52,7 @@ import itertools
 import json
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +77,7 @@ class _Counts:
     sends: int = 0
     other: int = 0
     bad_requests: int = 0
+    refused: int = 0  # sends beyond rate_limit, answered 130429
     connections: int = 0  # opened since the last reset: a client whose pool churns opens many
     paths: dict[str, int] = field(default_factory=dict)
 
@@ -79,6 +89,8 @@ def _response(status: str, body: bytes) -> bytes:
 
 
 _OTHER = _response("200 OK", b'{"success":true}')
+_THROTTLED = _response("400 Bad Request", b'{"error":{"message":"(#130429) Rate limit hit","type":"OAuthException",'
+                                          b'"code":130429,"fbtrace_id":"sink"}}')
 
 
 class _Protocol(asyncio.Protocol):
@@ -146,11 +158,16 @@ class GraphSink:
         port: int = 0,
         token: str | None = None,
         on_reply: Callable[[str, float], None] | None = None,
+        rate_limit: int | None = None,
+        templates: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._expected_auth = f"Bearer {token}" if token else None
         self.on_reply = on_reply
+        self.rate_limit = rate_limit
+        self.templates = dict(templates or {})
+        self._windows: dict[str, deque[float]] = {}
         self.replies: dict[str, list[Reply]] = {}
         self.counts = _Counts()
         self._ids = itertools.count(1)
@@ -180,6 +197,7 @@ class GraphSink:
         duplicates = sum(len(v) - 1 for v in self.replies.values())
         return {"sends": self.counts.sends, "recipients": answered, "duplicate_sends": duplicates,
                 "other_requests": self.counts.other, "bad_requests": self.counts.bad_requests,
+                "refused_130429": self.counts.refused,
                 "connections": self.counts.connections, "paths": dict(self.counts.paths)}
 
     def handle(self, method: str, path: str, auth: str | None, body: bytes) -> bytes:
@@ -197,6 +215,9 @@ class GraphSink:
                 self.counts.bad_requests += 1
                 return _response("400 Bad Request",
                                  b'{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100}}')
+            if self.rate_limit is not None and not self._within_rate(parts[1], now):
+                self.counts.refused += 1
+                return _THROTTLED
             text = data.get("text")
             reply = Reply(
                 at=now, text=text.get("body") if isinstance(text, dict) else None, sender=parts[1],
@@ -212,12 +233,25 @@ class GraphSink:
                 "messages": [{"id": f"wamid.SINK{next(self._ids):012d}"}],
             }, separators=(",", ":")).encode()
             return _response("200 OK", answer)
+        if method == "GET" and len(parts) == 3 and parts[2] == "message_templates" and parts[1] in self.templates:
+            return _response("200 OK", json.dumps({"data": self.templates[parts[1]], "paging": {}}).encode())
         if method == "GET" and path == "/_sink/stats":
             return _response("200 OK", json.dumps(self.stats()).encode())
         self.counts.other += 1
         key = f"{method} /{'/'.join(parts[1:]) if len(parts) > 1 else parts[0]}"
         self.counts.paths[key] = self.counts.paths.get(key, 0) + 1
         return _OTHER
+
+
+    def _within_rate(self, sender: str, now: float) -> bool:
+        """Meta's per-number limit: at most ``rate_limit`` sends in any sliding second."""
+        window = self._windows.setdefault(sender, deque())
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= self.rate_limit:  # type: ignore[operator]
+            return False
+        window.append(now)
+        return True
 
 
 async def _serve(args: argparse.Namespace) -> dict[str, Any]:
