@@ -1,5 +1,6 @@
-"""The control plane's HTTP surface without tenants: the Meta handshake, refusals, admin auth,
-error bodies, and the CLI's admin tokens working against the running server."""
+"""The control plane's HTTP surface without running tenants: the Meta handshake, refusals, admin
+auth, error bodies, and the CLI (admin tokens, tenant state changes) working against the running
+server."""
 
 from __future__ import annotations
 
@@ -90,3 +91,26 @@ def test_cli_errors_are_one_line(cp: ControlPlaneServer) -> None:
                           timeout=60)
     assert done.returncode == 1
     assert done.stderr == "error: tenant t000000000000 does not exist\n"
+
+
+def test_cli_tenant_lifecycle_is_written_and_audited_for_the_server(cp: ControlPlaneServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AAT_")}
+    env.update(AAT_CP_DATA_DIR=str(cp.settings.data_dir), AAT_CP_MASTER_KEY=CP_MASTER_KEY)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([str(CLI), "tenants", *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    tenant_id = cli("create", "--name", "From the shell").strip().splitlines()[-1]
+    assert cp.ok("GET", f"/tenants/{tenant_id}")["status"] == "provisioning"
+    deleting = cli("delete", tenant_id)
+    assert deleting.startswith(f"{tenant_id} deleting; torn down after ")
+    row = cp.ok("GET", f"/tenants/{tenant_id}")
+    assert row["status"] == "deleting" and row["delete_after"] > row["updated_at"]  # 30 days of retention
+    assert cli("resume", tenant_id).strip() == f"{tenant_id} active"
+    assert cp.ok("GET", f"/tenants/{tenant_id}")["delete_after"] is None
+    listed = [line.split("\t") for line in cli("list").splitlines()]
+    assert [tenant_id, "active", "From the shell", "-"] in listed
+    entries = [(e["action"], e["actor_kind"]) for e in cp.ok("GET", "/audit")["items"] if e["target_id"] == tenant_id]
+    assert entries == [("tenant.resume", "cli"), ("tenant.delete", "cli"), ("tenant.create", "cli")]
