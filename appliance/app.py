@@ -21,8 +21,9 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from appliance import __version__, ai, backup, broadcasts, integrations, privacy
+from appliance import __version__, ai, backup, broadcasts, entitlements, integrations, privacy
 from appliance.audit.routes import list_audit
+from appliance.channels.transport import pooled_transport
 from appliance.connections.routes import ChannelController
 from appliance.events.routes import live_events
 from appliance.contacts.csv_routes import ContactCsvController
@@ -60,13 +61,16 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 WEB_DIR = Path(__file__).parent / "web"
 
 # Feature packages plugged into the app (appliance/features.py says what each may bring).
-FEATURES = [ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE, backup.FEATURE]
+FEATURES = [entitlements.FEATURE, ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE, backup.FEATURE]
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:
+    # The sender keeps up to 64 requests in flight; its connections stay open between bursts.
+    # The transport is aiohttp's pool behind httpx's API (see appliance.channels.transport).
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=15.0)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        transport=pooled_transport(limits),
         headers={"User-Agent": f"aat-appliance/{__version__}"},
         follow_redirects=False,
     )

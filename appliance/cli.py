@@ -131,6 +131,9 @@ def _serve(settings: Settings) -> None:
         demo = None
         if workspace.master.generated_dev_key:
             demo = workspace.gateway.write_sync(ensure_demo_login, iso_now())
+        from appliance.entitlements.service import load as load_entitlements
+
+        workspace.gateway.write_sync(load_entitlements, settings)  # an unusable license stops here, plainly
         _banner(settings, workspace.master.generated_dev_key, demo)
         uvicorn.run(
             # The lifespan closes the workspace (checkpointing the WAL): uvicorn re-raises

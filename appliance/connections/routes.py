@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, delete, get, post
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlite_utils import Database
 
 from appliance.audit import audited
 from appliance.connections import store
+from appliance.entitlements import service as entitlements
 from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import iso_now
 from appliance.web.api import Cursor, IdPath, Limit, RuntimeDep, decode_cursor, is_id, page
@@ -83,18 +85,23 @@ class ChannelController(Controller):
     ) -> dict[str, Any]:
         """Connect a channel, or reconnect it with a new token (fields left out keep their values)."""
         token_enc = runtime.fields.encrypt(data.access_token, store.token_context(data.type, data.external_id))
-        row = await runtime.db.write(
-            audited, actor_of(request), "channel.connect", "channel", store.connect_channel,
-            target_of=lambda r: r["id"], details={"type": data.type, "external_id": data.external_id},
-            channel_type=data.type,
-            external_id=data.external_id,
-            token_enc=token_enc,
-            name=data.name,
-            waba_id=data.waba_id,
-            page_id=data.page_id,
-            rate_limit=data.rate_limit,
-            now=iso_now(),
-        )
+
+        def connect(db: Database) -> dict[str, Any]:
+            entitlements.check_channel_room(db, runtime.entitlements, data.type, data.external_id)
+            return audited(
+                db, actor_of(request), "channel.connect", "channel", store.connect_channel,
+                target_of=lambda r: r["id"], details={"type": data.type, "external_id": data.external_id},
+                channel_type=data.type,
+                external_id=data.external_id,
+                token_enc=token_enc,
+                name=data.name,
+                waba_id=data.waba_id,
+                page_id=data.page_id,
+                rate_limit=data.rate_limit,
+                now=iso_now(),
+            )
+
+        row = await runtime.db.write(connect)
         runtime.wake_sender()
         return public_channel(row)
 

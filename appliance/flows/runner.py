@@ -119,6 +119,22 @@ class Snapshot:
     def subscription_words(self) -> dict[str, Any]:
         return subscriptions.words(self._db)
 
+    @functools.cached_property
+    def automated_bound(self) -> int | None:
+        """The last contact id the plan's contacts limit automates (``None``: every one):
+        contacts are served in the order they arrived. The limit is the entitlement's,
+        recorded by ``appliance.entitlements.store.store_contacts_limit``."""
+        limit = scalar(self._db, "SELECT value FROM workspace_settings WHERE key = 'entitlement_contacts'")
+        if limit is None:
+            return None
+        if int(limit) == 0:
+            return 0
+        return scalar(self._db, "SELECT id FROM contacts ORDER BY id LIMIT 1 OFFSET ?", [int(limit) - 1])
+
+    def automates(self, contact_id: int) -> bool:
+        bound = self.automated_bound
+        return bound is None or contact_id <= bound
+
 
 class _Session:
     """One transaction's worth of running: the engine, its effects, the budget of gotos."""
@@ -279,6 +295,8 @@ def on_inbound(
     if subscription is not None and facts.kind in ("text", "quick_reply"):
         subscriptions.apply(db, facts.contact_id, facts.conversation_id, subscription, now)
         session.followups.queued_messages += 1
+        return session.followups
+    if not snapshot.automates(facts.contact_id):  # over the plan's contacts: stored, not automated
         return session.followups
     active = store.active_run(db, facts.contact_id, view)
     own = parse_button_payload(facts.payload.get("payload") or facts.payload.get("id"))

@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from appliance import email
 from appliance.audit import audited, record
+from appliance.entitlements import service as entitlements
 from appliance.errors import Forbidden
 from appliance.team import sessions, store
 from appliance.team.auth import Principal, actor_of, requires
@@ -70,6 +71,7 @@ class UserController(Controller):
         actor = actor_of(request)
 
         def create(db: Database) -> tuple[dict[str, Any], str | None]:
+            entitlements.check_room(db, runtime.entitlements, "seats", "team members")
             row = audited(db, actor, "user.create", "user", store.create_user, target_of=lambda r: r["id"],
                           details={"role": data.role}, email=data.email, role=data.role, name=data.name,
                           password_hash=password_hash, now=iso_now())

@@ -94,6 +94,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("POST", "/api/v1/broadcasts/{broadcast_id:int}/start"): ("admin", None, 200),
     ("POST", "/api/v1/broadcasts/{broadcast_id:int}/pause"): ("admin", None, 200),
     ("POST", "/api/v1/broadcasts/{broadcast_id:int}/cancel"): ("admin", None, 200),
+    ("GET", "/api/v1/entitlements"): ("agent", None, 200),
     ("GET", "/api/v1/templates"): ("agent", None, 200),
     ("POST", "/api/v1/templates/sync"): ("admin", None, 200),
     ("GET", "/api/v1/integrations/google-sheets"): ("admin", None, 200),
