@@ -77,6 +77,43 @@ export class Canvas {
     this._drawEdges(doc, view);
   }
 
+  /** Redraws one step (typing in its form): its node, its own connections and the ones into
+   * it; everything else stays. The same result as render(), at the cost of one node. */
+  renderStep(id, doc, view) {
+    const info = this.nodes.get(id);
+    if (!info || !(id in doc.steps)) { this.render(doc, view); return; }
+    this.doc = doc;
+    const fresh = this._node(id, doc.steps[id], doc, view);
+    fresh.style.transform = `translate(${info.x}px, ${info.y}px)`;
+    info.el.replaceWith(fresh);
+    info.el = fresh;
+    info.w = fresh.offsetWidth;
+    info.ports = {};
+    for (const row of fresh.querySelectorAll(".out-row")) info.ports[row.dataset.port] = row.offsetTop + row.offsetHeight / 2;
+    const kept = [];
+    for (const edge of this.edges) {
+      if (edge.from === id) edge.g.remove();
+      else kept.push(edge);
+    }
+    this.edges = kept;
+    for (const p of ports(doc.steps[id])) {
+      if (!p.target || !this.nodes.has(p.target)) continue;
+      this.edges.push(this._edge(id, p, view));
+    }
+    for (const edge of this.edges) if (edge.to === id) this._route(edge);
+  }
+
+  _edge(from, p, view) {
+    const selected = view.selectedEdge && view.selectedEdge.from === from && view.selectedEdge.port === p.port;
+    const g = svg("g", { class: `edge kind-${p.kind}${selected ? " selected" : ""}`, "data-edge": `${from}:${p.target}`,
+      "data-port": p.port, "data-from": from });
+    g.append(svg("path", { class: "edge-hit", d: "" }), svg("path", { class: "edge-line", d: "", "marker-end": "url(#arrow)" }));
+    this.edgeLayer.append(g);
+    const edge = { g, from, port: p.port, to: p.target };
+    this._route(edge);
+    return edge;
+  }
+
   _node(id, step, doc, view) {
     const type = STEP_TYPES[step.type] ? STEP_TYPES[step.type].label : step.type;
     const errors = (view.errors && view.errors[id]) || [];
@@ -114,22 +151,12 @@ export class Canvas {
 
   _drawEdges(doc, view) {
     const layer = svg("g", { class: "edge-layer" });
-    this.edges = [];
-    for (const [from, step] of Object.entries(doc.steps)) {
-      for (const p of ports(step)) {
-        if (!p.target || !this.nodes.has(p.target)) continue;
-        const selected = view.selectedEdge && view.selectedEdge.from === from && view.selectedEdge.port === p.port;
-        const g = svg("g", { class: `edge kind-${p.kind}${selected ? " selected" : ""}`, "data-edge": `${from}:${p.target}`,
-          "data-port": p.port, "data-from": from });
-        g.append(svg("path", { class: "edge-hit", d: "" }), svg("path", { class: "edge-line", d: "", "marker-end": "url(#arrow)" }));
-        layer.append(g);
-        const edge = { g, from, port: p.port, to: p.target };
-        this.edges.push(edge);
-        this._route(edge);
-      }
-    }
     this.edgeLayer.replaceWith(layer);
     this.edgeLayer = layer;
+    this.edges = [];
+    for (const [from, step] of Object.entries(doc.steps)) {
+      for (const p of ports(step)) if (p.target && this.nodes.has(p.target)) this.edges.push(this._edge(from, p, view));
+    }
   }
 
   _route(edge) {

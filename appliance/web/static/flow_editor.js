@@ -101,8 +101,12 @@ function stepErrors() {
   return byStep;
 }
 
+function view() {
+  return { selected: state.selected, selectedEdge: state.selectedEdge, errors: stepErrors(), stats: state.stats };
+}
+
 function redraw({ form = true } = {}) {
-  canvas.render(state.doc, { selected: state.selected, selectedEdge: state.selectedEdge, errors: stepErrors(), stats: state.stats });
+  canvas.render(state.doc, view());
   $("canvas-empty").hidden = Object.keys(state.doc.steps).length > 0;
   if (form) drawForm();
 }
@@ -116,7 +120,8 @@ function drawForm() {
       fn(state.doc);
       if (final) record();
       markDirty();
-      redraw({ form: false });
+      if (id) canvas.renderStep(id, state.doc, view());
+      else if (final) redraw({ form: false }); // the flow's own fields: only `start` shows on the canvas
     },
     restructure: (fn) => edit(fn),
     rename: (from, to) => { state.selected = to; edit((doc) => renameStep(doc, from, to)); },
@@ -467,4 +472,4 @@ async function start() {
 }
 
 start();
-export { ports, state };
+export { canvas, ports, state }; // for diagnostics and bench/flow_canvas.py

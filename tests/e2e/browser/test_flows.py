@@ -7,8 +7,10 @@ following a button path."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
@@ -273,3 +275,46 @@ def test_the_dashboard_charts_todays_messages_for_an_agent(browsers: Browsers, w
     assert int(page.locator("#kpi-contacts .value").inner_text()) >= 1
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Flows")).to_have_count(0)
     web_app.shot(page, "dashboard")
+
+
+def test_history_restores_a_version_and_the_document_exports_and_imports(
+    browsers: Browsers, web_app: WebApp, tmp_path: Path
+) -> None:
+    api = web_app.appliance.api
+    flow_id = create_flow(web_app, "Versioned", "versioned", {"hello": {"type": "message", "text": "First words."}},
+                          publish=True)
+    document = api.get(f"/api/v1/flows/{flow_id}").json()["document"]
+    document["steps"]["hello"]["text"] = "Second words."
+    assert api.put(f"/api/v1/flows/{flow_id}", json=document).status_code == 200
+    assert api.post(f"/api/v1/flows/{flow_id}/publish").json()["version"] == 2
+    page = browsers.signed_in("admin")
+    open_builder(page, flow_id)
+    expect(node(page, "hello")).to_contain_text("Second words.")
+    page.get_by_role("button", name="History", exact=True).click()
+    expect(page.locator("#versions li")).to_have_count(2)
+    page.get_by_role("button", name="Restore version 1").click()
+    expect(node(page, "hello")).to_contain_text("First words.")
+    expect(page.locator("#flow-status")).to_have_text("Unsaved changes")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#flow-status")).to_have_text("Draft differs from the live version")
+    assert api.get(f"/api/v1/flows/{flow_id}").json()["document"]["steps"]["hello"]["text"] == "First words."
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export", exact=True).click()
+    exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert exported["steps"] == {"hello": {"type": "message", "text": "First words."}}
+    exported["steps"]["hello"]["text"] = "Imported words."
+    upload = tmp_path / "flow.json"
+    upload.write_text(json.dumps(exported), encoding="utf-8")
+    page.get_by_label("Import a flow document").set_input_files(str(upload))
+    expect(node(page, "hello")).to_contain_text("Imported words.")
+    page.get_by_role("button", name="Undo", exact=True).click()
+    expect(node(page, "hello")).to_contain_text("First words.")
+
+    exported["name"] = "Imported from a file"
+    upload.write_text(json.dumps(exported), encoding="utf-8")
+    page.goto("/flows")
+    page.get_by_label("Import a flow from a JSON file").set_input_files(str(upload))
+    page.wait_for_url(re.compile(r".*/flows/\d+$"))
+    expect(page.locator("#flow-title")).to_have_text("Imported from a file")
+    expect(node(page, "hello")).to_contain_text("Imported words.")
