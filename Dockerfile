@@ -37,7 +37,7 @@ ENV PATH=/opt/aat/bin:$PATH \
 RUN groupadd --system --gid 10001 aat \
     && useradd --system --uid 10001 --gid aat --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin aat \
-    && install -d -o aat -g aat -m 0700 /data \
+    && install -d -o aat -g aat -m 0700 /data /backups \
     && install -d -o root -g root -m 0755 /srv/aat
 COPY --from=build /opt/aat /opt/aat
 # An empty working directory: Settings also read ./.env, and nothing should be found by accident.
