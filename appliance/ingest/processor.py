@@ -1,10 +1,20 @@
 """Replays the webhook journal: parse each pending body, apply it, tell whoever listens.
 
-One asyncio task per process. Rows are taken in id order, parsed on the event loop (pure and
-fast), and applied in batches (yielding to acknowledgements during bursts, see
-``MAX_LAG_SECONDS``): one writer job applies up to ``batch`` rows, each row in its
-own savepoint together with its state change (:func:`appliance.ingest.apply.apply_delivery`).
-After a restart, rows still ``pending`` are simply next in line: nothing acknowledged is lost.
+One asyncio task per process. Rows are taken in id order (up to ``batch`` at a time), parsed on
+the event loop (pure and fast), and applied in chunks of about ``EVENTS_PER_JOB`` events, one
+writer job per chunk, each row in its own savepoint together with its state change
+(:func:`appliance.ingest.apply.apply_delivery`). The listeners (follow-ups: waking the sender,
+scheduling timers) hear about a chunk's rows as soon as its job has committed, not after the
+whole batch. After a restart, rows still ``pending`` are simply next in line: nothing
+acknowledged is lost.
+
+Priority (see :meth:`JournalProcessor.under_pressure`): replay runs at the same priority as
+everything else, so a conversation's next reply is not held back, unless deliveries arrive
+faster than replay applies them (a delivery in the last ``BUSY_WINDOW_SECONDS`` and a full
+batch pending): then it writes as background jobs (:meth:`Gateway.write_background`) and
+pauses ``YIELD_FACTOR`` times as long as each batch took, so acknowledging the burst gets most
+of the CPU. Once the oldest pending row is ``MAX_LAG_SECONDS`` old it catches up at full
+priority again.
 """
 
 from __future__ import annotations
@@ -69,9 +79,11 @@ def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) 
     return summaries
 
 
-# While deliveries keep arriving, replay yields: it writes as background jobs and, after each
-# batch, pauses YIELD_FACTOR times as long as the batch took, so acknowledging a burst gets
-# most of the CPU. Beyond MAX_LAG_SECONDS of backlog it stops yielding and catches up.
+# Under pressure (deliveries arriving and at least a full batch pending: replay is not keeping
+# up), replay yields: it writes as background jobs and, after each batch, pauses YIELD_FACTOR
+# times as long as the batch took. Beyond MAX_LAG_SECONDS of backlog it stops yielding and
+# catches up. A conversation (each reply brings the next message) never fills a batch: it is
+# replayed at once, at the same priority as its acknowledgements.
 MAX_LAG_SECONDS = 10.0
 YIELD_FACTOR = 2.0
 BUSY_WINDOW_SECONDS = 0.05
@@ -110,6 +122,7 @@ class JournalProcessor:
         self._lock = asyncio.Lock()  # one batch at a time, whoever asks (run loop, drain)
         self._last_delivery = 0.0
         self._lagging = False
+        self._pressure = False
         self.listeners: list[SummaryListener] = []
 
     def wake(self) -> None:
@@ -119,6 +132,17 @@ class JournalProcessor:
 
     def _deliveries_flowing(self) -> bool:
         return time.monotonic() - self._last_delivery < BUSY_WINDOW_SECONDS
+
+    @property
+    def yielding(self) -> bool:
+        """Whether the last batch yielded to acknowledgements (see ``under_pressure``)."""
+        return self._pressure
+
+    def under_pressure(self, pending: int) -> bool:
+        """Whether replaying ``pending`` rows (one read batch) should yield to acknowledgements:
+        deliveries are arriving, replay is behind by at least a full batch, and the backlog is
+        not yet ``MAX_LAG_SECONDS`` old."""
+        return pending >= self._batch and self._deliveries_flowing() and not self._lagging
 
     async def run(self) -> None:
         while True:
@@ -130,9 +154,9 @@ class JournalProcessor:
                 log.exception("journal processing failed")
                 processed = 0
                 await asyncio.sleep(1.0)
-            if processed and self._deliveries_flowing() and not self._lagging:
-                # A burst is arriving: give most of the CPU to acknowledging it (Meta wants
-                # answers fast; the journal holds the rest durably) until the backlog gets old.
+            if processed and self._pressure:
+                # A burst is arriving faster than replay: give most of the CPU to acknowledging
+                # it (Meta wants answers fast; the journal holds the rest durably).
                 await asyncio.sleep(min(0.5, YIELD_FACTOR * (time.monotonic() - started)))
             if processed == 0:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
@@ -151,21 +175,22 @@ class JournalProcessor:
         if not rows:
             return 0
         parsed = [_parse(row["id"], row["body"]) for row in rows]
-        # Replaying is background work: acknowledging new deliveries goes first, unless the
-        # backlog is getting old, then the journal catches up at full priority.
         self._lagging = (utcnow() - from_iso(rows[0]["received_at"])).total_seconds() > MAX_LAG_SECONDS
-        write = self._db.write if self._lagging else self._db.write_background
-        summaries: list[ApplySummary] = []
+        self._pressure = self.under_pressure(len(rows))
+        write = self._db.write_background if self._pressure else self._db.write
         for chunk in _chunks(parsed):
-            summaries.extend(await write(_apply_batch, chunk, self.executors))
-        for summary in summaries:
-            self._record(summary)
-            for listener in self.listeners:
-                try:
-                    await listener(summary)
-                except Exception:  # noqa: BLE001 - a listener must not stop ingestion
-                    log.exception("journal listener failed", extra={"journal_id": summary.journal_id})
+            for summary in await write(_apply_batch, chunk, self.executors):
+                await self._announce(summary)
         return len(rows)
+
+    async def _announce(self, summary: ApplySummary) -> None:
+        """Count a committed row and tell the listeners (right after its chunk's commit)."""
+        self._record(summary)
+        for listener in self.listeners:
+            try:
+                await listener(summary)
+            except Exception:  # noqa: BLE001 - a listener must not stop ingestion
+                log.exception("journal listener failed", extra={"journal_id": summary.journal_id})
 
     async def drain(self) -> None:
         """Process until nothing is pending (tests, shutdown)."""

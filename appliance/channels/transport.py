@@ -1,0 +1,122 @@
+"""The transport under the appliance's one ``httpx.AsyncClient``: httpx's API, aiohttp's pool.
+
+Why not httpx's default (httpcore 1.0.x) pool: on every request and every response close it
+rescans all its connections and probes each idle one's socket, and it closes idle connections
+beyond ``max_keepalive_connections`` only to reopen them on the next burst. With the sender's
+32–64 sends in flight that cost 4.3–5.0 CPU-ms per Graph request here, against 1.0–1.3 ms
+through this transport (BENCHMARKS.md, "Inbound message -> bot reply"); raising
+``max_keepalive_connections`` made httpcore slower still (more connections to rescan), and the
+httpcore2 fork's pool, or httpcore over a plain asyncio network backend, were still 2.5–4 ms.
+
+Contract of :func:`pooled_transport`:
+
+- an ``httpx.AsyncBaseTransport`` that hands each request to ``httpx_aiohttp.AiohttpTransport``
+  (maintained upstream, no HTTP code of ours). aiohttp is imported and its session created on
+  the first request, inside the running loop: a process that never calls out never loads it
+  (about 13 MB of RSS and a few hundred ms of imports, kept out of restart-to-ready);
+- at most ``limits.max_connections`` connections; every idle connection is kept for
+  ``limits.keepalive_expiry`` seconds (aiohttp has no separate keep-alive count, so a burst
+  never closes and reopens connections);
+- TLS verified with httpx's default context; no cookie jar of aiohttp's own (the httpx client
+  keeps cookies); no proxy from the environment;
+- every failure is an ``httpx.HTTPError``: a timeout is an ``httpx.TimeoutException``, a refused
+  or dropped connection and anything else aiohttp or the socket raise is an
+  ``httpx.TransportError`` (callers such as :func:`appliance.channels.graph.post_message` catch
+  only httpx's classes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+__all__ = ["pooled_transport"]
+
+
+def pooled_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """The production transport (see the module docstring)."""
+    return _PooledTransport(limits)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
+    import aiohttp
+
+    try:
+        yield
+    except httpx.ConnectTimeout as exc:
+        # httpx_aiohttp maps every aiohttp.ClientConnectionError (a refused or dropped
+        # connection too) to ConnectTimeout; only a real timeout should read as one.
+        if isinstance(exc.__cause__, aiohttp.ClientConnectionError) and not isinstance(
+            exc.__cause__, TimeoutError
+        ):
+            raise httpx.ConnectError(str(exc), request=request) from exc.__cause__
+        raise
+    except httpx.HTTPError:
+        raise
+    except TimeoutError as exc:
+        raise httpx.TimeoutException("timed out", request=request) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise httpx.TransportError(type(exc).__name__, request=request) from exc
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body, with aiohttp's errors turned into httpx's while it is read."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors(self._request):
+            async for part in self._inner:
+                yield part
+
+    async def aclose(self) -> None:
+        with _as_httpx_errors(self._request):
+            await self._inner.aclose()
+
+
+class _PooledTransport(httpx.AsyncBaseTransport):
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._inner: Any = None
+
+    def _build(self) -> Any:
+        import aiohttp
+        from httpx_aiohttp import AiohttpTransport
+
+        limits = self._limits
+        ssl_context = httpx.create_ssl_context()
+
+        def session() -> aiohttp.ClientSession:
+            connector = aiohttp.TCPConnector(
+                limit=limits.max_connections or 0,
+                keepalive_timeout=limits.keepalive_expiry,
+                ssl=ssl_context,
+            )
+            return aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+            )
+
+        return AiohttpTransport(limits=limits, client=session)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._inner is None:
+            self._inner = self._build()  # no await before this: one inner transport per client
+        with _as_httpx_errors(request):
+            response = await self._inner.handle_async_request(request)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers.raw,
+            stream=_Body(response.stream, request),
+            request=request,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()

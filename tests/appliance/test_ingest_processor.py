@@ -1,0 +1,87 @@
+"""The journal processor on a real workspace: listeners hear each chunk as soon as it commits,
+and replay yields to acknowledgements only when deliveries outpace it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from appliance.ingest import journal
+from appliance.ingest.apply import ApplySummary
+from appliance.ingest.processor import EVENTS_PER_JOB, JournalProcessor
+from appliance.metrics import Metrics
+from appliance.store.workspace import Workspace
+from appliance.timeutil import iso_now
+from tests.conftest import fixture_json
+
+
+def _delivery(n: int) -> bytes:
+    body: dict[str, Any] = copy.deepcopy(fixture_json("whatsapp_text"))
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = value["messages"][0]["from"] = f"99555500{n:04d}"
+    value["contacts"][0].pop("user_id")
+    value["messages"][0]["id"] = f"wamid.PROCESSOR{n:06d}"
+    return json.dumps(body).encode()
+
+
+def _pending_count(db: Any) -> int:
+    return db.execute("SELECT count(*) FROM webhook_journal WHERE state = 'pending'").fetchone()[0]
+
+
+def _journal(workspace: Workspace, count: int) -> list[int]:
+    now = iso_now()
+    return [workspace.gateway.write_sync(journal.append, _delivery(n), now) for n in range(count)]
+
+
+async def test_listeners_hear_each_chunk_before_the_next_is_applied(workspace: Workspace) -> None:
+    total = 2 * EVENTS_PER_JOB + 10  # three writer jobs in one batch
+    ids = _journal(workspace, total)
+    processor = JournalProcessor(gateway=workspace.gateway, metrics=Metrics(), batch=64)
+    heard: list[tuple[int, int]] = []  # (journal id, rows still pending when it was announced)
+
+    async def listener(summary: ApplySummary) -> None:
+        heard.append((summary.journal_id, await workspace.gateway.read(_pending_count)))
+
+    processor.listeners.append(listener)
+    assert await processor.process_pending() == total
+
+    assert [journal_id for journal_id, _ in heard] == ids
+    pending_seen = [pending for _, pending in heard]
+    # The first chunk's rows were announced while the other two chunks were still pending.
+    assert pending_seen[:EVENTS_PER_JOB] == [total - EVENTS_PER_JOB] * EVENTS_PER_JOB
+    assert pending_seen[EVENTS_PER_JOB:2 * EVENTS_PER_JOB] == [10] * EVENTS_PER_JOB
+    assert pending_seen[2 * EVENTS_PER_JOB:] == [0] * 10
+    processed = workspace.gateway.read_sync(
+        lambda db: db.execute("SELECT count(*) FROM webhook_journal WHERE state = 'processed'").fetchone()[0])
+    assert processed == total
+
+
+async def test_replay_yields_only_when_deliveries_outpace_it(workspace: Workspace) -> None:
+    processor = JournalProcessor(gateway=workspace.gateway, metrics=Metrics(), batch=64)
+    # Nothing arriving: never yield, whatever the backlog (after a restart, say).
+    assert not processor.under_pressure(64)
+    processor.wake()  # a delivery was just acknowledged
+    # A conversation: deliveries arrive, but replay keeps up (less than a full batch pending).
+    assert not processor.under_pressure(1)
+    assert not processor.under_pressure(63)
+    # A flood: deliveries arrive and a full batch is waiting.
+    assert processor.under_pressure(64)
+
+
+async def test_a_conversation_is_replayed_at_full_priority(workspace: Workspace) -> None:
+    """With less than a batch pending, replay uses ordinary writes and does not pause: all rows
+    are applied in one call even while deliveries keep being acknowledged."""
+    _journal(workspace, 20)
+    processor = JournalProcessor(gateway=workspace.gateway, metrics=Metrics(), batch=64)
+    processor.wake()
+    assert await processor.process_pending() == 20
+    assert processor.yielding is False
+    assert workspace.gateway.read_sync(_pending_count) == 0
+
+    _journal(workspace, 70)
+    processor.wake()
+    assert await processor.process_pending() == 64  # a flood: this batch yields
+    assert processor.yielding is True
+    assert await processor.process_pending() == 6
+    assert workspace.gateway.read_sync(_pending_count) == 0
