@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from appliance import audit
 from appliance.errors import AatError, Unprocessable
+from control_plane.entitlements.cli import entitlements, license_group
 from control_plane.settings import ControlPlaneSettings, PlatformApp
 
 __all__ = ["main"]
@@ -172,6 +173,8 @@ def audit_verify(data_dir: Path | None) -> None:
 from control_plane.tenants_cli import tenants  # noqa: E402 - registers the tenants group
 
 main.add_command(tenants)
+main.add_command(entitlements)
+main.add_command(license_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,6 +20,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from control_plane.entitlements.plans import DEFAULT_PLANS
+
 __all__ = ["ControlPlaneSettings", "PlatformApp", "ProvisionerName"]
 
 ProvisionerName = Literal["local", "docker", "kubernetes"]
@@ -49,6 +51,17 @@ class ControlPlaneSettings(BaseSettings):
     meta_app_id: str | None = Field(
         None, description="App id of the platform's Meta app (its secret is AAT_META_APP_SECRET): "
         "code exchanges and debug_token checks during channel onboarding."
+    )
+
+    # --- plans and entitlements (control_plane/entitlements) ------------------------------------
+    plans: str = Field(
+        DEFAULT_PLANS, description="The plans, as a JSON list of `{id, stripe_price, limits: {contacts, "
+        "ai_replies_per_month, seats, channels}}` (a limit left out: unlimited)."
+    )
+    entitlements_key: SecretStr | None = Field(
+        None, description="Base64 of the 32-byte Ed25519 seed entitlement tokens and licenses are signed "
+        "with (development: generated at DATA_DIR/entitlements.key with a warning); "
+        "`aat-control-plane entitlements public-key` prints what appliances verify with."
     )
 
     # --- tenants ---------------------------------------------------------------------------
