@@ -22,6 +22,7 @@ from control_plane.routing.deletion import Deletions
 from control_plane.routing.forwarder import Forwarder
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.routing.service import Router, RoutingTable
+from control_plane.routing.wire import Wire
 from control_plane.settings import ControlPlaneSettings, PlatformApp
 
 __all__ = ["ControlPlane", "http_client", "PerOriginTransport"]
@@ -75,7 +76,8 @@ class ControlPlane:
         self.metrics = Metrics()
         self.provisioner = provisioner
         self.table = RoutingTable()
-        self.forwarder = Forwarder(store.gateway, http, self.metrics, timeout=settings.forward_timeout_seconds,
+        wire = Wire(user_agent=f"aat-control-plane/{__version__}", max_idle=settings.forward_concurrency + 2)
+        self.forwarder = Forwarder(store.gateway, wire, self.metrics, timeout=settings.forward_timeout_seconds,
                                    concurrency=settings.forward_concurrency, policy=policy)
         self.router = Router(store, self.forwarder, self.metrics, self.table)
         self.lifecycle = Lifecycle(settings, platform, store, provisioner, self.forwarder, self.table)

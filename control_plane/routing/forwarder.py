@@ -13,6 +13,9 @@
   read back as the queue drains). A delivery is marked delivered only after the tenant's 2xx
   (at least once: a crash in between forwards it again; the appliance deduplicates).
   Failures follow :class:`~control_plane.routing.schedule.RetryPolicy`, then dead-letter.
+- **The wire.** Forwards go through :class:`~control_plane.routing.wire.Wire`, a lean HTTP/1.1
+  client with one keep-alive pool per tenant, not the shared httpx client (which cost half of
+  the router's CPU per forwarded event).
 - Data-deletion fan-outs travel the same way (``object`` ``aat.data_deletion``: a form body
   posted to the tenant's ``/data-deletion``), so they are retried too.
 """
@@ -27,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from appliance.channels.signature import sign
 from appliance.store.gateway import Gateway
 from appliance.timeutil import from_iso, to_iso
@@ -36,6 +37,7 @@ from control_plane.metrics import Metrics
 from control_plane.routing import store
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.routing.split import body_of, inner_entries
+from control_plane.routing.wire import Wire, WireError
 
 __all__ = ["Forwarder", "Target", "DATA_DELETION", "to_iso_epoch"]
 
@@ -84,11 +86,11 @@ class _Queue:
 
 
 class Forwarder:
-    def __init__(self, gateway: Gateway, http: httpx.AsyncClient, metrics: Metrics, *,
+    def __init__(self, gateway: Gateway, wire: Wire, metrics: Metrics, *,
                  timeout: float = 10.0, concurrency: int = 2, policy: RetryPolicy = DEFAULT_POLICY,
                  max_memory: int = 2000) -> None:
         self.gateway = gateway
-        self.http = http
+        self.wire = wire
         self.metrics = metrics
         self.timeout = timeout
         self.concurrency = concurrency
@@ -162,6 +164,7 @@ class Forwarder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.wire.aclose()
 
     # --- the worker -----------------------------------------------------------------------------
     async def _work(self, queue: _Queue) -> None:
@@ -273,14 +276,12 @@ class Forwarder:
             path, content_type = "/webhooks/meta", "application/json"
         headers = {"Content-Type": content_type, "X-Hub-Signature-256": sign(body, target.secret)}
         try:
-            response = await self.http.post(target.url + path, content=body, headers=headers, timeout=self.timeout)
-        except httpx.TimeoutException:
-            return False, "timeout"
-        except httpx.HTTPError as exc:
-            return False, type(exc).__name__
-        if 200 <= response.status_code < 300:
+            status = await self.wire.post(target.url, path, body, headers, self.timeout)
+        except WireError as exc:
+            return False, str(exc)
+        if 200 <= status < 300:
             return True, ""
-        return False, f"http {response.status_code}"
+        return False, f"http {status}"
 
 
 def to_iso_epoch(seconds: float) -> str:
