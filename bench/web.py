@@ -51,7 +51,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _support import (  # noqa: E402
+from _support import (
     RESULTS_DIR,
     VENV_BIN,
     BenchError,
@@ -64,7 +64,7 @@ from _support import (  # noqa: E402
     running,
     wait_ready,
 )
-from events import sign  # noqa: E402
+from events import sign
 
 try:
     import psutil
@@ -405,7 +405,7 @@ async def fanout(port: int, cookies: list[str], sessions: int, rounds: int) -> d
         body = _webhook(port, _external(3 * (n + 10))[1], n)
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, APP_SECRET.encode())}
 
-        def post() -> tuple[float, int]:
+        def post(body: bytes = body, headers: dict[str, str] = headers) -> tuple[float, int]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             started = time.perf_counter()
             conn.request("POST", "/webhooks/meta", body=body, headers=headers)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.store.rows import many, one
+from appliance.store.workspace import direct_database
 from appliance.team import sessions
 from appliance.team.credentials import hash_password, verify_password
-from appliance.store.workspace import direct_database
-from appliance.store.rows import many, one
 from tests.appliance.test_cli import assert_one_line_error, run, settings_for
 
 OLD = "the old password 123"
