@@ -397,6 +397,9 @@ def export_workspace(out: Path, passphrase_stdin: bool, data_dir: Path | None) -
 
     settings = _settings(data_dir)
     passphrase = _stdin_secret() if passphrase_stdin else secrets.token_urlsafe(24)
+    if settings.database_path.exists():
+        with direct_database(settings):
+            pass  # the audit entry needs a migrated schema: refuse now, not after the copy
     os.nice(10)  # a batch job beside a live server: webhook acknowledgements come first
     progress = _Progress("exporting")
     try:

@@ -78,6 +78,17 @@ def test_export_works_while_the_server_holds_the_lock(locked: Path, tmp_path: Pa
     assert result.returncode == 0, result.stderr
 
 
+def test_export_beside_an_older_server_refuses_before_copying(locked: Path, tmp_path: Path) -> None:
+    """A server started before an upgrade has not applied the new migrations: the export's audit
+    entry could not be written, so it refuses at once instead of after minutes of copying."""
+    with direct_database(settings_for(locked)) as db:
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = (SELECT max(name) FROM _sqlite_migrations)")
+    out = tmp_path / "ws.aatx"
+    message = assert_one_line_error(run(locked, "export", "--out", str(out), "--passphrase-stdin", stdin=PASSPHRASE))
+    assert "needs migrations first" in message
+    assert not out.exists() and not out.with_name("ws.aatx.partial").exists()
+
+
 @pytest.mark.parametrize(("args", "stdin", "expected"), [
     (["--passphrase-stdin"], "short", "the passphrase must have at least 8 characters"),
     ([], "", "exists already; choose a new file name"),
