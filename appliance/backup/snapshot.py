@@ -182,6 +182,7 @@ def create_backup(settings: Settings, directory: Path, *, now: datetime | None =
 
 def copy_tree_files(source: Path, target: Path) -> None:
     """Copy every file under ``source`` into ``target`` (mode 0700 directories)."""
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
     for path in sorted(source.rglob("*")):
         dest = target / path.relative_to(source)
         if path.is_dir():

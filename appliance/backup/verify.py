@@ -176,6 +176,7 @@ def restore_backup(settings: Settings, path: Path) -> VerifyReport:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = ProcessLock(data_dir)
     lock.acquire("restoring a backup")
+    umask = os.umask(0o077)  # restored files and folders: this user's only, as `serve` makes them
     try:
         with _verified(settings, path) as (report, root):
             if not report.ok:
@@ -193,4 +194,5 @@ def restore_backup(settings: Settings, path: Path) -> VerifyReport:
             fsync_path(data_dir)
             return report
     finally:
+        os.umask(umask)
         lock.release()

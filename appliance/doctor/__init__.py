@@ -4,8 +4,8 @@ Checks, in order, each answered in plain words as ``ok``, ``warn`` or ``fail``:
 
 - **local** (``local.py``): the master key (configured, not the development key), the
   workspace's wrapped data key and database (the key opens it; migrations not pending, not
-  newer than this code), the Meta app secret and verify token, the public URL (https), and
-  free disk space beside ``DATA_DIR``;
+  newer than this code), the Meta app secret and verify token, the public URL (https), free
+  disk space beside ``DATA_DIR``, and the scheduled backups (configured, not overdue);
 - **remote** (``remote.py``): Meta's webhook handshake ``GET /webhooks/meta`` through the public
   URL (the URL reaches *this* appliance, which accepts *its* verify token), every connected
   channel's token against the Graph API (``GET /{asset-id}?fields=id``), and the clock against

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -128,9 +129,28 @@ def _disk(data_dir: Path) -> Result:
     return Result("disk space", "ok", text)
 
 
+def _backups(settings: Settings, now: datetime) -> Result:
+    from appliance.backup.snapshot import backup_time, list_backups
+
+    directory = settings.backup_dir
+    if directory is None:
+        return Result("backups", "warn", "no scheduled backups: set AAT_BACKUP_DIR (and keep the master key "
+                      "elsewhere); see docs/self-hosting.md")
+    found = list_backups(directory)
+    if not found:
+        return Result("backups", "warn", f"no backup in {directory} yet (the server takes one within 15 "
+                      "minutes of starting)")
+    age_hours = (now - backup_time(found[-1])).total_seconds() / 3600  # type: ignore[operator]
+    text = f"the newest of {len(found)} backup(s) in {directory} is {age_hours:.1f} h old"
+    if age_hours > 2 * settings.backup_interval_hours + 0.5:
+        return Result("backups", "fail", text + f" (interval {settings.backup_interval_hours:g} h): the "
+                      "scheduled backup is not running or failing; see the server's log")
+    return Result("backups", "ok", text)
+
+
 def local_checks(settings: Settings) -> tuple[list[Result], Context]:
     ctx = Context()
     master_result, master = _master(settings, ctx)
     results = [master_result, _workspace(settings, master, ctx), *_secrets(settings), _public_url(settings),
-               _disk(settings.data_dir)]
+               _disk(settings.data_dir), _backups(settings, datetime.now(UTC))]
     return results, ctx

@@ -53,6 +53,8 @@ def test_round_trip_restores_rows_media_and_tokens(filled: Settings, tmp_path: P
     target = filled.model_copy(update={"data_dir": tmp_path / "restored"})
     restore_backup(target, result.path)
     assert (target.data_dir / "media" / "2026" / "photo.jpg").read_bytes() == b"\xff\xd8 a photo"
+    restored = [target.data_dir / n for n in ("media", "media/2026", "media/2026/photo.jpg", "workspace.db", "keys.json")]
+    assert {p.name: oct(p.stat().st_mode & 0o077) for p in restored} == {p.name: "0o0" for p in restored}
     assert _channel_token(target) == "EAAG-secret-page-token"  # same master key, same data key
 
 

@@ -33,6 +33,7 @@ class Installation:
 
     def doctor(self, **env: str) -> subprocess.CompletedProcess[str]:
         settings = {"AAT_PUBLIC_URL": self.proxy.url, "AAT_GRAPH_API_BASE": self.graph.base_url,
+                    "AAT_BACKUP_DIR": str(self.app.root / "backups"),
                     "AAT_INSTAGRAM_API_BASE": self.graph.base_url, "SSL_CERT_FILE": str(self.proxy.cert_path)}
         return subprocess.run([str(BIN), "doctor", "--data-dir", str(self.app.data_dir)], cwd=self.app.root,
                               env=base_env(**{**settings, **env}), capture_output=True, text=True, timeout=60)
@@ -66,6 +67,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory, template: Template) -
     try:
         app.start()
         app.connect_channel(type="messenger", external_id=PAGE_ID, access_token=PAGE_TOKEN)
+        run_cli("backup", "--to", str(root / "backups"), "--data-dir", str(app.data_dir), cwd=root, env=app.env)
         yield Installation(app, proxy, graph)
     finally:
         app.cleanup()
@@ -80,7 +82,7 @@ def test_a_good_installation_passes_every_check(installation: Installation) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     found = lines(done)
     assert list(found) == ["master key", "workspace", "app secret", "verify token", "public URL", "disk space",
-                           "webhook", "messenger channel 1", "clock"]
+                           "backups", "webhook", "messenger channel 1", "clock"]
     assert all(value.startswith("OK ") for value in found.values()), found
     assert found["webhook"] == f"OK {installation.proxy.url}/webhooks/meta answers Meta's handshake with this verify token"
     assert done.stdout.splitlines()[-1] == "all checks passed"
@@ -159,3 +161,26 @@ def test_a_clock_ten_minutes_off_is_a_problem(template: Template, tmp_path: Path
     assert re.fullmatch(r"60[01] s ahead of the Graph API's clock: synchronise it \(NTP\); signatures and "
                         r"expiries are checked against it", clock.message), clock.message
     assert seen == ["GET /v25.0/me"]  # no verify token set: the webhook was not asked
+
+
+def test_missing_and_overdue_backups(tmp_path: Path) -> None:
+    def graph(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, headers={"Date": format_datetime(datetime.now(UTC), usegmt=True)}, json={})
+
+    def backups(settings: Settings) -> str:
+        [result] = [r for r in run_checks(settings, transport=httpx.MockTransport(graph)) if r.name == "backups"]
+        return f"{result.status} {result.message}"
+
+    settings = Settings(data_dir=tmp_path / "empty", graph_api_base="https://graph.example.test")
+    assert backups(settings).startswith("warn no scheduled backups: set AAT_BACKUP_DIR")
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    configured = settings.model_copy(update={"backup_dir": directory, "backup_interval_hours": 24.0})
+    assert backups(configured) == f"warn no backup in {directory} yet (the server takes one within 15 minutes of starting)"
+    old = datetime.now(UTC) - timedelta(hours=49)
+    (directory / f"aat-backup-{old.strftime('%Y%m%dT%H%M%S')}000Z.tar").write_bytes(b"")
+    assert re.fullmatch(rf"fail the newest of 1 backup\(s\) in {re.escape(str(directory))} is 49\.0 h old \(interval "
+                        r"24 h\): the scheduled backup is not running or failing; see the server's log", backups(configured))
+    fresh = datetime.now(UTC) - timedelta(hours=2)
+    (directory / f"aat-backup-{fresh.strftime('%Y%m%dT%H%M%S')}000Z.tar").write_bytes(b"")
+    assert backups(configured) == f"ok the newest of 2 backup(s) in {directory} is 2.0 h old"
