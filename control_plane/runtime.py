@@ -32,9 +32,10 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
     """One small connection pool per origin (scheme, host, port), behind the one client.
 
     httpcore's pool scans every connection it holds for every request; with a hundred tenants
-    in one pool that scan was a sixth of the router's CPU (bench/router.py). A pool per origin
-    keeps it to a tenant's own few connections, and a dead tenant's open connections never sit
-    in the pool the healthy ones use."""
+    in one pool that scan was a sixth of the router's CPU when forwards still went through httpx
+    (bench/router.py; they now use ``routing.wire``). The client still calls every tenant's
+    admin API (channels, support tokens), so a pool per origin keeps a dead tenant's open
+    connections out of the pool the others use."""
 
     def __init__(self, *, per_origin: int) -> None:
         self.limits = httpx.Limits(max_connections=per_origin + 2, max_keepalive_connections=per_origin + 2)

@@ -113,7 +113,9 @@ class Forwarder:
         self._queue(target.tenant_id).wake.set()
 
     def remove_target(self, tenant_id: str) -> None:
-        self.targets.pop(tenant_id, None)
+        target = self.targets.pop(tenant_id, None)
+        if target is not None:
+            self.wire.forget(target.url)
         queue = self._queues.pop(tenant_id, None)
         if queue is not None and queue.task is not None:
             queue.task.cancel()

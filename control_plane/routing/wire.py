@@ -120,6 +120,12 @@ class Wire:
             else:
                 writer.close()
 
+    def forget(self, base_url: str) -> None:
+        """Close the idle connections to an origin that is going away (a torn-down tenant)."""
+        origin = self._origins.pop(base_url, None)
+        for _, writer in origin.idle if origin else []:
+            writer.close()
+
     async def aclose(self) -> None:
         for origin in self._origins.values():
             for _, writer in origin.idle:

@@ -120,3 +120,14 @@ async def test_failures_are_short_reasons() -> None:
     with pytest.raises(WireError, match="unusable tenant URL"):
         await wire.post("ftp://example", "/p", b"x", {}, 2)
     await wire.aclose()
+
+
+async def test_forgetting_an_origin_closes_its_idle_connections() -> None:
+    server = Server(lambda n: OK)
+    async with server as url:
+        wire = Wire(user_agent="t")
+        assert await wire.post(url, "/p", b"x", {}, 5) == 200
+        wire.forget(url)
+        assert await wire.post(url, "/p", b"x", {}, 5) == 200
+        await wire.aclose()
+    assert server.connections == 2
