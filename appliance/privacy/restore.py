@@ -3,9 +3,13 @@ empty data directory, as this appliance's own workspace.
 
 1. Refuse a data directory that holds anything but a development ``master.key``.
 2. Open the file read-only with the passphrase and verify it: every page's HMAC
-   (``cipher_integrity_check``), SQLite's ``integrity_check``, the ``aat_export`` manifest
-   (format, and each table's row count against the count taken at export), and its migrations
-   (a file from a newer version, with migrations this code does not know, is refused).
+   (``cipher_integrity_check``: no page was altered), SQLite's ``quick_check`` (b-trees, records
+   and constraints sound), the ``aat_export`` manifest (format, and each table's row count
+   against the count taken at export), and its migrations (a file from a newer version, with
+   migrations this code does not know, is refused). Not ``integrity_check``: what it adds is
+   that every index matches its table, and step 3 never reads the file's indexes (
+   ``sqlcipher_export`` copies each table with ``INSERT ... SELECT *`` and builds the indexes
+   anew), while on 1,000,000 messages it took three times as long as ``quick_check``.
 3. Copy it (``sqlcipher_export``) into ``workspace.db.import`` under a new random data key,
    drop the manifest tables, restore ``media/``, rename it to ``workspace.db``, apply the
    migrations this version adds, record the import in the audit log.
@@ -92,7 +96,7 @@ def verify(conn: Any, source: Path) -> dict[str, Any]:
     damaged = f"{source} is damaged or was altered"
     if conn.execute("PRAGMA src.cipher_integrity_check").fetchall():
         raise AatError(f"{damaged}: pages fail their HMAC check", code="damaged_export")
-    checked = [r[0] for r in conn.execute("PRAGMA src.integrity_check").fetchall()]
+    checked = [r[0] for r in conn.execute("PRAGMA src.quick_check").fetchall()]
     if checked != ["ok"]:
         raise AatError(f"{damaged}: {checked[0]}", code="damaged_export")
     try:
