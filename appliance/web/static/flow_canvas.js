@@ -59,22 +59,43 @@ export class Canvas {
 
   /** Draws the whole document. view: {selected, selectedEdge, errors: {step: [msg]}, stats} */
   render(doc, view) {
+    // Keyed: a node whose step and marks did not change keeps its element and its measured
+    // ports, so connecting, undoing or adding one step rebuilds and measures that one node.
     this.doc = doc;
-    const fragment = document.createDocumentFragment();
-    this.nodes.clear();
+    const previous = this.nodes;
+    this.nodes = new Map();
+    const fresh = [];
     for (const [id, step] of Object.entries(doc.steps)) {
       const at = doc.layout[id] || { x: 0, y: 0 };
-      const node = this._node(id, step, doc, view);
-      node.style.transform = `translate(${at.x}px, ${at.y}px)`;
-      fragment.append(node);
-      this.nodes.set(id, { el: node, x: at.x, y: at.y, w: 0, ports: {} });
+      const key = this._key(id, step, doc, view);
+      let info = previous.get(id);
+      if (info && info.key === key) {
+        previous.delete(id);
+        if (info.x !== at.x || info.y !== at.y) info.el.style.transform = `translate(${at.x}px, ${at.y}px)`;
+        Object.assign(info, { x: at.x, y: at.y });
+      } else {
+        const el = this._node(id, step, doc, view);
+        el.style.transform = `translate(${at.x}px, ${at.y}px)`;
+        info = { el, key, x: at.x, y: at.y, w: 0, ports: {} };
+        fresh.push(info);
+      }
+      this.nodes.set(id, info);
     }
-    this.nodesEl.replaceChildren(fragment);
-    for (const info of this.nodes.values()) { // one layout pass for every node
-      info.w = info.el.offsetWidth;
-      for (const row of info.el.querySelectorAll(".out-row")) info.ports[row.dataset.port] = row.offsetTop + row.offsetHeight / 2;
-    }
+    for (const gone of previous.values()) gone.el.remove();
+    this.nodesEl.append(...fresh.map((info) => info.el));
+    for (const info of fresh) this._measure(info); // one layout pass, for the new nodes only
     this._drawEdges(doc, view);
+  }
+
+  _key(id, step, doc, view) {
+    const stats = view.stats ? view.stats.steps[id] || "none yet" : "hidden";
+    return JSON.stringify([step, view.selected === id, doc.start === id, (view.errors && view.errors[id]) || [], stats]);
+  }
+
+  _measure(info) {
+    info.w = info.el.offsetWidth;
+    info.ports = {};
+    for (const row of info.el.querySelectorAll(".out-row")) info.ports[row.dataset.port] = row.offsetTop + row.offsetHeight / 2;
   }
 
   /** Redraws one step (typing in its form): its node, its own connections and the ones into
@@ -87,9 +108,8 @@ export class Canvas {
     fresh.style.transform = `translate(${info.x}px, ${info.y}px)`;
     info.el.replaceWith(fresh);
     info.el = fresh;
-    info.w = fresh.offsetWidth;
-    info.ports = {};
-    for (const row of fresh.querySelectorAll(".out-row")) info.ports[row.dataset.port] = row.offsetTop + row.offsetHeight / 2;
+    info.key = this._key(id, doc.steps[id], doc, view);
+    this._measure(info);
     const kept = [];
     for (const edge of this.edges) {
       if (edge.from === id) edge.g.remove();
@@ -109,7 +129,7 @@ export class Canvas {
       "data-port": p.port, "data-from": from });
     g.append(svg("path", { class: "edge-hit", d: "" }), svg("path", { class: "edge-line", d: "", "marker-end": "url(#arrow)" }));
     this.edgeLayer.append(g);
-    const edge = { g, from, port: p.port, to: p.target };
+    const edge = { g, from, port: p.port, to: p.target, kind: p.kind, selected: Boolean(selected) };
     this._route(edge);
     return edge;
   }
@@ -150,13 +170,25 @@ export class Canvas {
   }
 
   _drawEdges(doc, view) {
-    const layer = svg("g", { class: "edge-layer" });
-    this.edgeLayer.replaceWith(layer);
-    this.edgeLayer = layer;
+    // Keyed by (step, port): an unchanged connection keeps its SVG and is only re-routed.
+    const old = new Map(this.edges.map((e) => [`${e.from}|${e.port}`, e]));
     this.edges = [];
     for (const [from, step] of Object.entries(doc.steps)) {
-      for (const p of ports(step)) if (p.target && this.nodes.has(p.target)) this.edges.push(this._edge(from, p, view));
+      for (const p of ports(step)) {
+        if (!p.target || !this.nodes.has(p.target)) continue;
+        const key = `${from}|${p.port}`;
+        const selected = Boolean(view.selectedEdge && view.selectedEdge.from === from && view.selectedEdge.port === p.port);
+        let edge = old.get(key);
+        if (edge && edge.to === p.target && edge.kind === p.kind && edge.selected === selected) {
+          old.delete(key);
+          this._route(edge);
+        } else {
+          edge = this._edge(from, p, view);
+        }
+        this.edges.push(edge);
+      }
     }
+    for (const gone of old.values()) gone.g.remove();
   }
 
   _route(edge) {
@@ -168,9 +200,11 @@ export class Canvas {
 
   /** Selection without redrawing: only the two nodes' classes change. */
   markSelected(id) {
-    for (const node of this.nodesEl.querySelectorAll(".fnode.selected")) node.classList.remove("selected");
+    for (const info of this.nodes.values()) {
+      if (info.el.classList.contains("selected")) { info.el.classList.remove("selected"); info.key = null; }
+    }
     const info = id && this.nodes.get(id);
-    if (info) info.el.classList.add("selected");
+    if (info) { info.el.classList.add("selected"); info.key = null; } // keys carry the selection: redraw these two next time
   }
 
   moveNode(id, x, y) {
