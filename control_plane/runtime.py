@@ -19,10 +19,9 @@ from control_plane.admin.support import SupportTokens
 from control_plane.admin.transfer import Transfers
 from control_plane.provisioning.base import Provisioner
 from control_plane.routing.deletion import Deletions
-from control_plane.routing.forwarder import Forwarder
+from control_plane.routing.forwarder import Forwarder, forwarding_client
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.routing.service import Router, RoutingTable
-from control_plane.routing.wire import Wire
 from control_plane.settings import ControlPlaneSettings, PlatformApp
 
 __all__ = ["ControlPlane", "http_client", "PerOriginTransport"]
@@ -33,9 +32,9 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
 
     httpcore's pool scans every connection it holds for every request; with a hundred tenants
     in one pool that scan was a sixth of the router's CPU when forwards still went through httpx
-    (bench/router.py; they now use ``routing.wire``). The client still calls every tenant's
-    admin API (channels, support tokens), so a pool per origin keeps a dead tenant's open
-    connections out of the pool the others use."""
+    (bench/router.py; they now have their own client, ``routing.forwarder.forwarding_client``).
+    The client still calls every tenant's admin API (channels, support tokens), so a pool per
+    origin keeps a dead tenant's open connections out of the pool the others use."""
 
     def __init__(self, *, per_origin: int) -> None:
         self.limits = httpx.Limits(max_connections=per_origin + 2, max_keepalive_connections=per_origin + 2)
@@ -77,8 +76,8 @@ class ControlPlane:
         self.metrics = Metrics()
         self.provisioner = provisioner
         self.table = RoutingTable()
-        wire = Wire(user_agent=f"aat-control-plane/{__version__}", max_idle=settings.forward_concurrency + 2)
-        self.forwarder = Forwarder(store.gateway, wire, self.metrics, timeout=settings.forward_timeout_seconds,
+        forwarding = forwarding_client(user_agent=f"aat-control-plane/{__version__}")
+        self.forwarder = Forwarder(store.gateway, forwarding, self.metrics, timeout=settings.forward_timeout_seconds,
                                    concurrency=settings.forward_concurrency, policy=policy)
         self.router = Router(store, self.forwarder, self.metrics, self.table)
         self.lifecycle = Lifecycle(settings, platform, store, provisioner, self.forwarder, self.table)

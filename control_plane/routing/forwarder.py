@@ -13,9 +13,16 @@
   read back as the queue drains). A delivery is marked delivered only after the tenant's 2xx
   (at least once: a crash in between forwards it again; the appliance deduplicates).
   Failures follow :class:`~control_plane.routing.schedule.RetryPolicy`, then dead-letter.
-- **The wire.** Forwards go through :class:`~control_plane.routing.wire.Wire`, a lean HTTP/1.1
-  client with one keep-alive pool per tenant, not the shared httpx client (which cost half of
-  the router's CPU per forwarded event).
+- **The HTTP client.** Forwards go through their own ``httpx.AsyncClient`` built by
+  :func:`forwarding_client` over :func:`appliance.channels.transport.pooled_transport`
+  (httpx's API, aiohttp's pool: no HTTP code of ours; httpcore's default pool cost about half
+  of the router's CPU per forwarded event). It has no global connection cap (each tenant's
+  worker caps its own requests in flight), and idle connections are reused for
+  ``KEEPALIVE_SECONDS`` only, under the appliance server's own 5 s, so a torn-down tenant's
+  idle connections close by themselves and a connection is not reused just as the tenant
+  closes it. A failure is recorded as a short reason: ``timeout`` (connecting, sending and
+  the whole answer, ``AAT_CP_FORWARD_TIMEOUT_SECONDS``), ``http <status>``, or the name of
+  the underlying error (``ConnectionRefusedError``, ``ServerDisconnectedError``, ...).
 - Data-deletion fan-outs travel the same way (``object`` ``aat.data_deletion``: a form body
   posted to the tenant's ``/data-deletion``), so they are retried too.
 """
@@ -30,22 +37,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from appliance.channels.signature import sign
+from appliance.channels.transport import pooled_transport
 from appliance.store.gateway import Gateway
 from appliance.timeutil import from_iso, to_iso
 from control_plane.metrics import Metrics
 from control_plane.routing import store
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.routing.split import body_of, inner_entries
-from control_plane.routing.wire import Wire, WireError
 
-__all__ = ["Forwarder", "Target", "DATA_DELETION", "to_iso_epoch"]
+__all__ = ["DATA_DELETION", "KEEPALIVE_SECONDS", "Forwarder", "Target", "forwarding_client", "to_iso_epoch"]
 
 log = logging.getLogger("aat.cp.forwarder")
 
 DATA_DELETION = "aat.data_deletion"
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ITEMS = 200
+KEEPALIVE_SECONDS = 4.0
+
+
+def forwarding_client(*, user_agent: str) -> httpx.AsyncClient:
+    """The forwarder's own client: aiohttp's pool under httpx's API, no global connection cap,
+    idle connections kept ``KEEPALIVE_SECONDS``, no redirects, nothing from the environment.
+    Timeouts are per request (the forwarder's)."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE_SECONDS)
+    return httpx.AsyncClient(transport=pooled_transport(limits), headers={"User-Agent": user_agent},
+                             follow_redirects=False, trust_env=False)
 
 
 @dataclass
@@ -86,11 +105,11 @@ class _Queue:
 
 
 class Forwarder:
-    def __init__(self, gateway: Gateway, wire: Wire, metrics: Metrics, *,
+    def __init__(self, gateway: Gateway, client: httpx.AsyncClient, metrics: Metrics, *,
                  timeout: float = 10.0, concurrency: int = 2, policy: RetryPolicy = DEFAULT_POLICY,
                  max_memory: int = 2000) -> None:
         self.gateway = gateway
-        self.wire = wire
+        self.client = client
         self.metrics = metrics
         self.timeout = timeout
         self.concurrency = concurrency
@@ -113,9 +132,7 @@ class Forwarder:
         self._queue(target.tenant_id).wake.set()
 
     def remove_target(self, tenant_id: str) -> None:
-        target = self.targets.pop(tenant_id, None)
-        if target is not None:
-            self.wire.forget(target.url)
+        self.targets.pop(tenant_id, None)  # its idle connections close after KEEPALIVE_SECONDS
         queue = self._queues.pop(tenant_id, None)
         if queue is not None and queue.task is not None:
             queue.task.cancel()
@@ -166,7 +183,7 @@ class Forwarder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.wire.aclose()
+        await self.client.aclose()
 
     # --- the worker -----------------------------------------------------------------------------
     async def _work(self, queue: _Queue) -> None:
@@ -278,12 +295,23 @@ class Forwarder:
             path, content_type = "/webhooks/meta", "application/json"
         headers = {"Content-Type": content_type, "X-Hub-Signature-256": sign(body, target.secret)}
         try:
-            status = await self.wire.post(target.url, path, body, headers, self.timeout)
-        except WireError as exc:
-            return False, str(exc)
-        if 200 <= status < 300:
+            async with asyncio.timeout(self.timeout):  # connecting, sending and the whole answer
+                response = await self.client.post(target.url.rstrip("/") + path, content=body, headers=headers,
+                                                  timeout=self.timeout)  # read whole: the connection is reused
+        except (TimeoutError, httpx.TimeoutException):
+            return False, "timeout"
+        except httpx.HTTPError as exc:
+            return False, _reason(exc)
+        if 200 <= response.status_code < 300:
             return True, ""
-        return False, f"http {status}"
+        return False, f"http {response.status_code}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The short failure reason: the name of the innermost cause (``ConnectionRefusedError``)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return type(exc).__name__
 
 
 def to_iso_epoch(seconds: float) -> str:

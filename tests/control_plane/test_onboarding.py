@@ -24,9 +24,8 @@ from control_plane.lifecycle import store as tenants
 from control_plane.lifecycle.service import Lifecycle, new_tenant_row, seal
 from control_plane.metrics import Metrics
 from control_plane.notify import Notifier
-from control_plane.routing.forwarder import Forwarder
+from control_plane.routing.forwarder import Forwarder, forwarding_client
 from control_plane.routing.service import RoutingTable
-from control_plane.routing.wire import Wire
 from control_plane.settings import ControlPlaneSettings, PlatformApp
 from tests.control_plane.harness import CP_MASTER_KEY
 
@@ -92,7 +91,7 @@ def setup(tmp_path: Path, world: World) -> Iterator[tuple[Store, Onboarding, Not
     platform = PlatformApp(meta_app_secret="app-secret", graph_api_base="http://graph.test")
     cp_store = open_store(settings)
     http = httpx.AsyncClient(transport=httpx.MockTransport(world.handler))
-    forwarder = Forwarder(cp_store.gateway, Wire(user_agent="tests"), Metrics())
+    forwarder = Forwarder(cp_store.gateway, forwarding_client(user_agent="tests"), Metrics())
     table = RoutingTable()
     lifecycle = Lifecycle(settings, platform, cp_store, _NoProvisioner(), forwarder, table)  # type: ignore[arg-type]
 
