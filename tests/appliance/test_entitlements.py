@@ -220,3 +220,22 @@ def test_serve_refuses_an_unusable_license_in_one_plain_line(
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # after the JSON log lines of the migrations
     assert last.startswith("error: AAT_") and message in last, last
+
+
+async def test_every_page_shows_the_contacts_beyond_the_plan(
+    client: AsyncTestClient, workspace: Workspace, graph_api: GraphStandIn
+) -> None:
+    from tests.appliance.web_helpers import sign_in
+
+    connect_channel(workspace, "messenger", ASSETS["messenger"])
+    await client.put("/entitlements", json={"token": token(plan="starter", limits={"contacts": 1})})
+    await sign_in(client, workspace, "agent")
+    assert 'id="plan-banner"' not in (await client.get("/inbox")).text
+    for sender in ("2460000000000001", "2460000000000002", "2460000000000003"):
+        await say(client, "messenger", "hi", sender=sender)
+    await journal_settled(client)
+    for path in ("/inbox", "/contacts"):
+        html = (await client.get(path)).text
+        assert 'id="plan-banner"' in html, path
+        assert "Your starter plan covers 1 contacts; the 2 newest get no automation" in html
+        assert "Ask the workspace owner about the plan." in html

@@ -16,8 +16,11 @@ from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.response import Redirect, Template
 
+from appliance.entitlements.service import describe as describe_entitlements
+from appliance.entitlements.store import usage as entitlement_usage
 from appliance.team.auth import Principal, session_principal
 from appliance.team.store import ROLE_RANK
+from appliance.timeutil import utcnow
 from appliance.web.pages import store
 from appliance.web.pages.session import page_context
 
@@ -69,17 +72,23 @@ async def signed_in(request: Request[Any, Any, Any], role: str = "agent") -> Pri
 
 
 async def layout(request: Request[Any, Any, Any], principal: Principal, active: str, **values: Any) -> dict[str, Any]:
-    """The context of ``app.html``: the user, the CSRF token for scripts, the nav's state and
-    the banner for channels that need reconnecting."""
+    """The context of ``app.html``: the user, the CSRF token for scripts, the nav's state, the
+    banner for channels that need reconnecting and, when the plan has limits, the plan's state
+    (``plan``: :func:`appliance.entitlements.service.describe`) for the banner of reached limits."""
     runtime = request.app.state.runtime
 
-    def read(db: Any) -> tuple[list[dict[str, Any]], int]:
-        return store.broken_channels(db), store.unread_total(db)
+    limited = bool(runtime.entitlements["limits"])
 
-    broken, unread = await runtime.db.read(read)
+    def read(db: Any) -> tuple[list[dict[str, Any]], int, dict[str, int] | None]:
+        usage = entitlement_usage(db, utcnow().strftime("%Y-%m")) if limited else None
+        return store.broken_channels(db), store.unread_total(db), usage
+
+    broken, unread, usage = await runtime.db.read(read)
+    plan = describe_entitlements(runtime.entitlements, usage) if usage is not None else None
     return page_context(
         request, user=principal, role=principal.role, is_admin=ROLE_RANK[principal.role] >= ROLE_RANK["admin"],
-        csrf_token=principal.csrf_token, active=active, broken_channels=broken, unread_total=unread, **values)
+        csrf_token=principal.csrf_token, active=active, broken_channels=broken, unread_total=unread,
+        plan=plan, **values)
 
 
 async def denied_page(request: Request[Any, Any, Any], principal: Principal, role: str) -> Template:
