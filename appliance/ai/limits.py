@@ -1,11 +1,11 @@
-"""Plan limits on AI replies: the seam where entitlements plug in.
+"""Plan limits on AI replies, from the entitlement in force.
 
-Entitlements (``GET /api/v1/entitlements``: ``{plan, limits: {ai_replies_per_month, ...}}``)
-do not exist in the appliance yet. :func:`monthly_reply_limit` is the one place that asks for
-the limit: today it reads ``runtime.entitlements`` if something has set it (a mapping shaped
-like that API's answer) and otherwise returns ``None``, meaning no limit. The executor counts
-replies per UTC month (``ai_usage``) and refuses with ``limit_reached`` once the count reaches
-the limit.
+:func:`monthly_reply_limit` is the one place that asks for the limit: it reads
+``runtime.entitlements`` (set by :mod:`appliance.entitlements` from the license file or the
+control plane's last pushed token; shaped like ``GET /api/v1/entitlements``: ``{plan, limits:
+{ai_replies_per_month, ...}}``) and returns ``None``, meaning no limit, when there is none.
+The executor counts replies per UTC month (``ai_usage``) and refuses with ``limit_reached``
+once the count reaches the limit.
 """
 
 from __future__ import annotations

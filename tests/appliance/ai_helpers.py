@@ -8,12 +8,17 @@ F401``); ``settings`` here extends the conftest's with the stand-ins' base URLs.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from litestar.testing import AsyncTestClient
 
+from appliance.entitlements.token import sign
 from appliance.settings import Settings
 from appliance.store.rows import many
 from appliance.store.workspace import Workspace
@@ -24,6 +29,9 @@ ANTHROPIC_KEY = "sk-ant-api03-TESTKEY-4f1e9a7c2b"
 OPENAI_KEY = "sk-proj-TESTKEY-9c3d5e7f1a"
 ANTHROPIC_MODEL = "claude-sonnet-5"
 OPENAI_MODEL = "gpt-5.5"
+# The control plane's entitlement signing key, as the tests' control plane (see plan_token).
+PLAN_KEY = Ed25519PrivateKey.generate()
+TENANT = "t_ai_tests"
 
 DOCUMENTS = {
     "hours": ("Opening hours", "# Opening hours\n\nOur Tbilisi shop is open Monday to Saturday from 10:00 to "
@@ -65,7 +73,17 @@ def settings(settings: Settings, anthropic_api: AnthropicStandIn, openai_api: Op
     return settings.model_copy(update={
         "anthropic_base_url": anthropic_api.base_url, "openai_base_url": openai_api.base_url,
         "ai_max_retries": 0, "ai_timeout_seconds": 5.0,
+        "entitlements_public_key": base64.b64encode(
+            PLAN_KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode(),
+        "tenant_id": TENANT,
     })
+
+
+def plan_token(limits: dict[str, int]) -> str:
+    """An entitlement token for ``PUT /entitlements``, signed as the control plane signs it."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return sign(PLAN_KEY, tenant=TENANT, plan="starter", limits=limits, issued_at=now,
+                expires_at=now + timedelta(days=30))
 
 
 async def configure_ai(client: AsyncTestClient, headers: dict[str, str], provider: str = "anthropic",

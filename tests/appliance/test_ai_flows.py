@@ -25,6 +25,7 @@ from tests.appliance.ai_helpers import (  # noqa: F401 - fixtures
     configure_ai,
     notes,
     openai_api,
+    plan_token,
     settings,
     system_of,
     turns_of,
@@ -323,9 +324,10 @@ async def test_no_settings_at_all_without_on_error_ends_the_run(
 
 async def test_the_monthly_limit_from_entitlements_is_enforced(
     client: AsyncTestClient, workspace: Workspace, graph_api: GraphStandIn, anthropic_api: AnthropicStandIn,
-    admin: dict[str, str], runtime: Any,
+    admin: dict[str, str],
 ) -> None:
-    runtime.entitlements = {"plan": "pro", "limits": {"ai_replies_per_month": 1}}
+    pushed = await client.put("/entitlements", json={"token": plan_token({"ai_replies_per_month": 1})})
+    assert pushed.status_code == 200, pushed.text
     await configure_ai(client, admin)
     await publish_flow(client, admin, ai_flow(max_turns=1))
     anthropic_api.reply("We open at 10:00.")
@@ -336,3 +338,5 @@ async def test_the_monthly_limit_from_entitlements_is_enforced(
     assert texts_of(requests)[2] == "Our assistant is unavailable; a person will answer soon."
     assert len(anthropic_api.requests) == 1
     assert notes(workspace) == ["AI reply failed: this month's AI reply limit of the plan is reached (1 replies)."]
+    used = (await client.get("/api/v1/entitlements", headers=admin)).json()
+    assert used["usage"]["ai_replies_per_month"] == 1
