@@ -88,6 +88,7 @@ def create_app(
             if sweeper is not None:
                 sweeper.cancel()
                 await asyncio.gather(sweeper, return_exceptions=True)
+            await cp.entitlements.close()
             await cp.forwarder.close()
             await cp.lifecycle.close()
             if http is None:

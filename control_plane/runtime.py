@@ -12,6 +12,7 @@ from control_plane import __version__
 from control_plane.channels.onboarding import Onboarding
 from control_plane.channels.service import Channels
 from control_plane.db import Store
+from control_plane.entitlements.push import EntitlementPusher
 from control_plane.lifecycle.service import Lifecycle
 from control_plane.metrics import Metrics
 from control_plane.notify import Notifier
@@ -81,6 +82,10 @@ class ControlPlane:
                                    concurrency=settings.forward_concurrency, policy=policy)
         self.router = Router(store, self.forwarder, self.metrics, self.table)
         self.lifecycle = Lifecycle(settings, platform, store, provisioner, self.forwarder, self.table)
+        self.entitlements = EntitlementPusher(settings, store, http)
+        self.lifecycle.entitlements_public_key = self.entitlements.public_key
+        self.lifecycle.on_active = self.entitlements.ensure
+        provisioner.on_ready(self.entitlements.on_ready)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)

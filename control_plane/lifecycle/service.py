@@ -10,6 +10,7 @@ server ran, is finished by the next sweep. Convergence is serialised per tenant.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,16 @@ class Lifecycle:
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
         provisioner.on_ready(self._ready)
+        self.entitlements_public_key = ""  # set by the runtime: every tenant's AAT_ENTITLEMENTS_PUBLIC_KEY
+        self.on_active: Any = None  # (tenant_id) -> None, after an active tenant converged (entitlement push)
 
     def _ready(self, tenant_id: str, ready: bool) -> None:
         self.forwarder.set_up(tenant_id, ready)
 
     # --- secrets -------------------------------------------------------------------------------
     def spec(self, row: dict[str, Any]) -> TenantSpec:
-        return self.spec_from(row, self.store.fields, self.platform)
+        spec = self.spec_from(row, self.store.fields, self.platform)
+        return dataclasses.replace(spec, entitlements_public_key=self.entitlements_public_key)
 
     @staticmethod
     def spec_from(row: dict[str, Any], fields: FieldCipher, platform: PlatformApp) -> TenantSpec:
@@ -183,6 +187,8 @@ class Lifecycle:
             if row["url"] != endpoint.url or row["port"] != endpoint.port or status == "provisioning" or row["last_error"]:
                 await self.db.write(store.set_endpoint, tenant_id, url=endpoint.url, port=endpoint.port, now=iso_now())
             self._target(await self.db.read(store.get_tenant, tenant_id))
+            if self.on_active is not None:
+                self.on_active(tenant_id)
         elif status in ("suspended", "deleting"):
             self._target(row)
             await self.provisioner.stop(tenant_id)

@@ -70,6 +70,7 @@ class TenantSpec:
     graph_api_base: str = "https://graph.facebook.com"
     graph_api_version: str = "v25.0"
     port: int | None = None  # local: the port the tenant had (kept across restarts)
+    entitlements_public_key: str = ""  # the control plane's Ed25519 key, to verify pushed entitlements
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -81,6 +82,8 @@ def tenant_env(spec: TenantSpec, *, public_url: str) -> dict[str, str]:
         "AAT_GRAPH_API_BASE": spec.graph_api_base,
         "AAT_GRAPH_API_VERSION": spec.graph_api_version,
         "AAT_PUBLIC_URL": public_url,
+        "AAT_TENANT_ID": spec.id,
+        "AAT_ENTITLEMENTS_PUBLIC_KEY": spec.entitlements_public_key,
         **spec.extra_env,
     }
 
