@@ -90,6 +90,12 @@ function markDirty() {
   $("flow-title").textContent = state.doc.name || "Untitled flow";
 }
 
+let dirtyTimer = null;
+function markDirtySoon() {
+  clearTimeout(dirtyTimer);
+  dirtyTimer = setTimeout(markDirty, 150);
+}
+
 // --- drawing -----------------------------------------------------------------------------
 
 function stepErrors() {
@@ -118,8 +124,7 @@ function drawForm() {
     doc: state.doc, id,
     update: (fn, final) => {
       fn(state.doc);
-      if (final) record();
-      markDirty();
+      if (final) { record(); markDirty(); } else markDirtySoon(); // comparing documents is O(steps): not per keystroke
       if (id) canvas.renderStep(id, state.doc, view());
       else if (final) redraw({ form: false }); // the flow's own fields: only `start` shows on the canvas
     },
