@@ -8,7 +8,8 @@
   callbacks, their confirmation codes and the status page.
 - ``retention`` (+ ``tasks``): what is kept how long, applied by a periodic job.
 - ``export`` / ``restore``: the workspace as one SQLCipher file and back (``aat-appliance export``
-  / ``import``); ``json_export``: the workspace as JSON (``export-json``); ``destroy``:
+  / ``import``); ``json_export``: the workspace as JSON (``export-json``, ``GET
+  /api/v1/workspace/export``); ``destroy``:
   crypto-shredding (``aat-appliance destroy --yes``).
 - ``service``: the above as the routes and the job call them (scan on a reader, erase in one write).
 """
@@ -18,7 +19,7 @@ from appliance.privacy import routes, tasks
 
 FEATURE = Feature(
     name="privacy",
-    routes=[routes.ContactRightsController],
+    routes=[routes.ContactRightsController, routes.export_workspace_json],
     public_routes=[routes.deletion_callback, routes.deletion_status],
     register_tasks=tasks.register,
 )

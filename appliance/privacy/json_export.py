@@ -1,5 +1,6 @@
-"""``aat-appliance export-json``: the whole workspace as one JSON document, for a customer
-taking their data elsewhere (portability) rather than to another appliance.
+"""``aat-appliance export-json`` and ``GET /api/v1/workspace/export`` (owner): the whole
+workspace as one JSON document, for a customer taking their data elsewhere (portability) rather
+than to another appliance. The API serves it to hosted customers, who have no shell.
 
 ::
 
@@ -16,9 +17,10 @@ written as ``{"base64": "..."}``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
 
 from appliance import __version__
@@ -28,7 +30,7 @@ from appliance.store import connection
 from appliance.store.workspace import load_keys
 from appliance.timeutil import iso_now
 
-__all__ = ["FORMAT", "write_json", "chunks"]
+__all__ = ["FORMAT", "write_json", "chunks", "stream"]
 
 FORMAT = "aat-workspace-json/1"
 _SECRET_SUFFIXES = ("_enc", "_hash")
@@ -70,13 +72,39 @@ def chunks(conn: Any, batch: int = 500) -> Iterator[str]:
     yield "\n}}\n"
 
 
-def write_json(settings: Settings, out: IO[str]) -> dict[str, int]:
-    """Write the document to ``out``; returns the rows written per table."""
+def _open(settings: Settings) -> Any:
     if not settings.database_path.exists():
         raise AatError(f"there is no workspace in {settings.data_dir} (no {settings.database_path.name})",
                        code="no_workspace")
     _, data_key = load_keys(settings, allow_generate=False)
-    conn = connection.connect(settings.database_path, data_key, readonly=True)
+    return connection.connect(settings.database_path, data_key, readonly=True)
+
+
+def _document(settings: Settings) -> Iterator[str]:
+    """The document from a read connection of its own, closed when the iterator is."""
+    conn = _open(settings)
+    try:
+        conn.execute("BEGIN")
+        yield from chunks(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def stream(settings: Settings) -> AsyncIterator[str]:
+    """The document for an HTTP response: each piece is read on a worker thread (one
+    consistent snapshot, as ``write_json``); a client that goes away closes the connection."""
+    pieces = _document(settings)
+    try:
+        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+            yield piece
+    finally:
+        await asyncio.to_thread(pieces.close)
+
+
+def write_json(settings: Settings, out: IO[str]) -> dict[str, int]:
+    """Write the document to ``out``; returns the rows written per table."""
+    conn = _open(settings)
     try:
         conn.execute("BEGIN")
         counts = {t: int(conn.execute(f"SELECT count(*) FROM {json.dumps(t)}").fetchone()[0]) for t in _tables(conn)}

@@ -12,6 +12,9 @@ At the root (no API token; Meta and the person call these):
 Under ``/api/v1/contacts`` (agents and above): ``GET {id}/export`` (access, portability) and
 ``POST {id}/objection`` (unsubscribe and stop automation). Erasure is ``DELETE
 /api/v1/contacts/{id}`` (appliance.contacts.routes), rectification ``PATCH`` there.
+
+``GET /api/v1/workspace/export`` (owner): the whole workspace as one JSON document
+(:mod:`appliance.privacy.json_export`), streamed; the same as ``aat-appliance export-json``.
 """
 
 from __future__ import annotations
@@ -22,18 +25,19 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from litestar import Controller, Request, Response, get, post
+from litestar.response import Stream
 from litestar.exceptions import ClientException
 from litestar.params import FromPath
 
 from appliance import audit
 from appliance.errors import BadRequest, PayloadTooLarge
-from appliance.privacy import contact_export, deletion, service, status_page
+from appliance.privacy import contact_export, deletion, json_export, service, status_page
 from appliance.privacy.signed_request import verify
 from appliance.team.auth import Principal, actor_of, requires
 from appliance.timeutil import iso_now, utcnow
 from appliance.web.api import IdPath, RuntimeDep
 
-__all__ = ["deletion_callback", "deletion_status", "ContactRightsController"]
+__all__ = ["deletion_callback", "deletion_status", "ContactRightsController", "export_workspace_json"]
 
 MAX_CALLBACK_BYTES = 16 * 1024
 _CODE = re.compile(r"^[A-Z0-9]{1,64}$")
@@ -117,5 +121,14 @@ class ContactRightsController(Controller):
 
 
 def _audit_export(db: Any, actor: Any, contact_id: int) -> None:
-    
     audit.record(db, actor, "contact.export", target_kind="contact", target_id=contact_id)
+
+
+@get("/workspace/export", guards=[requires("owner")], media_type="application/json")
+async def export_workspace_json(request: Request[Principal, Any, Any], runtime: RuntimeDep) -> Stream:
+    """The whole workspace as one JSON document (portability): every table, secrets left out."""
+    await runtime.db.write(audit.record, actor_of(request), "workspace.export_json")
+    return Stream(json_export.stream(runtime.settings), media_type="application/json", headers={
+        "Content-Disposition": f'attachment; filename="workspace-{iso_now()[:10]}.json"',
+        "Cache-Control": "no-store",
+    })

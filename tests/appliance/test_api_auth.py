@@ -45,6 +45,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Any, int]] = {
     ("GET", "/api/v1/contacts/export.csv"): ("admin", None, 200),
     ("POST", "/api/v1/contacts/import"): ("admin", b"channel,external_id,name\nmessenger,1,Ana\n", 200),  # a dry run
     ("POST", "/api/v1/contacts/{contact_id:int}/objection"): ("agent", None, 200),
+    ("GET", "/api/v1/workspace/export"): ("owner", None, 200),
     ("GET", "/api/v1/conversations"): ("agent", None, 200),
     ("GET", "/api/v1/conversations/{conversation_id:int}"): ("agent", None, 200),
     ("GET", "/api/v1/conversations/{conversation_id:int}/messages"): ("agent", None, 200),

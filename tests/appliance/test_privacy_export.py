@@ -282,3 +282,32 @@ def test_an_older_export_is_migrated_on_import(workspace: Workspace, tmp_path: P
             WHERE key = 'tables';""")
     result = restore.import_workspace(_import_settings(tmp_path), path, PASSPHRASE, ACTOR)
     assert result.migrations_applied == ["0009_privacy"]
+
+
+# --- the JSON document over the API ------------------------------------------------------------
+
+async def test_the_owner_downloads_the_workspace_as_json_without_secrets(client: Any, workspace: Workspace) -> None:
+    from tests.helpers import make_token
+
+    await _some_data(client, workspace)
+    response = await client.get("/api/v1/workspace/export", headers=make_token(workspace, "owner"))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["content-disposition"].startswith('attachment; filename="workspace-')
+    document = response.json()
+    assert document["format"] == "aat-workspace-json/1"
+    tables = document["tables"]
+    counts = workspace.gateway.read_sync(lambda db: export.table_counts(db.conn))
+    assert {t: len(tables[t]) for t in ("contacts", "messages", "flow_versions")} == {
+        t: counts[t] for t in ("contacts", "messages", "flow_versions")}
+    assert [c["external_id"] for c in tables["channels"]] == [PAGE_ID]
+    assert not [k for rows in tables.values() for row in rows for k in row if k.endswith(("_enc", "_hash"))]
+    assert value(workspace, "SELECT count(*) FROM audit_log WHERE action = 'workspace.export_json'") == 1
+
+
+async def test_only_the_owner_may_download_the_workspace(client: Any, workspace: Workspace) -> None:
+    from tests.helpers import make_token
+
+    response = await client.get("/api/v1/workspace/export", headers=make_token(workspace, "admin"))
+    assert response.status_code == 403
+    assert value(workspace, "SELECT count(*) FROM audit_log WHERE action = 'workspace.export_json'") == 0
