@@ -11,9 +11,10 @@ httpcore2 fork's pool, or httpcore over a plain asyncio network backend, were st
 Contract of :func:`pooled_transport`:
 
 - an ``httpx.AsyncBaseTransport`` that hands each request to ``httpx_aiohttp.AiohttpTransport``
-  (maintained upstream, no HTTP code of ours). aiohttp is imported and its session created on
-  the first request, inside the running loop: a process that never calls out never loads it
-  (about 13 MB of RSS and a few hundred ms of imports, kept out of restart-to-ready);
+  (maintained upstream, no HTTP code of ours). Its aiohttp session is created on the first
+  request, inside the running loop. aiohttp is imported with this module (about 13 MB of RSS
+  and a few hundred ms of start-up): imported later, on the event loop or in a thread, the
+  first send after a restart waited for it (over 1 s on a loaded machine);
 - at most ``limits.max_connections`` connections; every idle connection is kept for
   ``limits.keepalive_expiry`` seconds (aiohttp has no separate keep-alive count, so a burst
   never closes and reopens connections);
@@ -29,9 +30,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 __all__ = ["pooled_transport"]
 
@@ -43,8 +45,6 @@ def pooled_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
 
 @contextlib.contextmanager
 def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
-    import aiohttp
-
     try:
         yield
     except httpx.ConnectTimeout as exc:
@@ -83,12 +83,9 @@ class _Body(httpx.AsyncByteStream):
 class _PooledTransport(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
-        self._inner: Any = None
+        self._inner: AiohttpTransport | None = None
 
-    def _build(self) -> Any:
-        import aiohttp
-        from httpx_aiohttp import AiohttpTransport
-
+    def _build(self) -> AiohttpTransport:
         limits = self._limits
         ssl_context = httpx.create_ssl_context()
 
