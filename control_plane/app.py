@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 
 from control_plane import __version__
 from control_plane.admin.routes import AdminController
+from control_plane.billing.routes import checkout, portal, stripe_webhook
 from control_plane.channels import store as channels_store
 from control_plane.db import Store, open_store
 from control_plane.lifecycle.tasks import run_sweeps
@@ -88,6 +89,7 @@ def create_app(
             if sweeper is not None:
                 sweeper.cancel()
                 await asyncio.gather(sweeper, return_exceptions=True)
+            await cp.billing.close()
             await cp.entitlements.close()
             await cp.forwarder.close()
             await cp.lifecycle.close()
@@ -98,7 +100,7 @@ def create_app(
 
     return Litestar(
         route_handlers=[healthz, readyz, metrics, verify_subscription, receive_webhook, data_deletion,
-                        data_deletion_status, AdminController],
+                        data_deletion_status, AdminController, checkout, portal, stripe_webhook],
         dependencies={"cp": Provide(cp_dep, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

@@ -11,6 +11,7 @@ import httpx
 from control_plane import __version__
 from control_plane.channels.onboarding import Onboarding
 from control_plane.channels.service import Channels
+from control_plane.billing.service import Billing
 from control_plane.db import Store
 from control_plane.entitlements.push import EntitlementPusher
 from control_plane.lifecycle.service import Lifecycle
@@ -86,6 +87,7 @@ class ControlPlane:
         self.lifecycle.entitlements_public_key = self.entitlements.public_key
         self.lifecycle.on_active = self.entitlements.ensure
         provisioner.on_ready(self.entitlements.on_ready)
+        self.billing = Billing(settings, store, self.lifecycle, self.entitlements)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)

@@ -64,6 +64,17 @@ class ControlPlaneSettings(BaseSettings):
         "`aat-control-plane entitlements public-key` prints what appliances verify with."
     )
 
+    # --- Stripe billing (control_plane/billing) ---------------------------------------------------
+    stripe_api_base: str = Field("https://api.stripe.com", description="Base URL of the Stripe API "
+                                 "(tests point it at a local stand-in).")
+    stripe_secret_key: SecretStr | None = Field(
+        None, description="Stripe secret key (`sk_...`); unset: billing routes answer 503.")
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="Signing secret of the Stripe webhook endpoint (`whsec_...`); `POST /webhooks/stripe` "
+        "verifies `Stripe-Signature` with it (300 s tolerance).")
+    billing_grace_days: float = Field(
+        7.0, ge=0, description="Days a past_due subscription keeps its tenant running before the tenant is suspended.")
+
     # --- tenants ---------------------------------------------------------------------------
     provisioner: ProvisionerName = Field(
         "local", description="Where tenants' appliances run: `local` (processes on this host), "

@@ -34,6 +34,7 @@ async def sweep_once(cp: ControlPlane) -> dict[str, Any]:
     summary["dead_lettered"] = await db.write(routing.dead_letter_expired, iso_in(-cp.forwarder.policy.horizon), iso_now())
     summary["support_tokens_revoked"] = await cp.support.revoke_expired()
     summary["entitlements_due"] = await cp.entitlements.refresh_due()
+    summary["suspended_past_grace"] = await cp.billing.suspend_past_grace()
     if (cp.settings.meta_app_id and cp.platform.meta_app_secret
             and (not cp.last_token_check or time.monotonic() - cp.last_token_check > TOKEN_CHECK_SECONDS)):
         cp.last_token_check = time.monotonic()
