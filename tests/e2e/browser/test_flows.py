@@ -206,6 +206,28 @@ def test_an_existing_flow_shows_every_step_and_connection(browsers: Browsers, we
     web_app.shot(page, "flow-existing")
     assert page.url.endswith(f"/flows/{flow_id}")
 
+    # Drag a node with the mouse: its new place is saved in the document's layout.
+    head = node(page, "bye").locator(".fnode-head").bounding_box()
+    assert head
+    page.mouse.move(head["x"] + 10, head["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(head["x"] + 10, head["y"] + 205, steps=6)
+    page.mouse.up()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#flow-status")).to_have_text("Draft")
+    layout = web_app.appliance.api.get(f"/api/v1/flows/{flow_id}").json()["document"]["layout"]
+    assert layout["bye"]["y"] > layout["thanks"]["y"] + 200 and set(layout) == set(EXAMPLE_STEPS)
+
+    # Zoom, duplicate with Ctrl+D and take it back with Ctrl+Z.
+    node(page, "plans").click()
+    page.keyboard.press("Control+d")
+    expect(node(page, "message_1")).to_contain_text("Pro is 15 EUR a month.")
+    page.keyboard.press("Control+z")
+    expect(node(page, "message_1")).to_have_count(0)
+    before = page.locator("#zoom-level").inner_text()
+    page.get_by_role("button", name="Zoom in").click()
+    expect(page.locator("#zoom-level")).not_to_have_text(before)
+
 
 def test_an_edited_text_reaches_the_next_contact_after_publishing(browsers: Browsers, web_app: WebApp) -> None:
     flow_id = create_flow(web_app, "Opening hours", "openinghours",
