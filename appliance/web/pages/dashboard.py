@@ -25,7 +25,7 @@ __all__ = ["DASHBOARD_PAGES", "bar_chart", "RANGES", "duration_words"]
 
 RANGES = (7, 14, 30, 90)
 CHANNELS = ("messenger", "instagram", "whatsapp")
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 200, 34, 22, 8
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 400, 170, 30, 22, 8
 
 
 def _nice_max(value: int) -> int:
