@@ -14,8 +14,11 @@
   connections. Ack latency is from the event's due time to the 200.
 - Afterwards: every event of a healthy tenant must have reached it (loss), none twice; every
   event of a dead tenant must be pending in the journal (``/admin/api/deliveries``); delivery
-  latency (due time -> arrival at the tenant) of healthy tenants. ``--baseline`` runs the same
-  load with no dead tenant first, for comparison. Results: ``bench/results/router-*.json``.
+  latency (due time -> arrival at the tenant) of healthy tenants; the control plane's CPU
+  seconds (user + system, from the first POST until the healthy tenants' events are in) and
+  per event. ``--baseline`` runs the same load with no dead tenant first, for comparison.
+  Results: ``bench/results/router-*.json``. To compare two versions of the forwarder, run this
+  driver against clean exports of both commits (``git archive``), one after the other.
 """
 
 from __future__ import annotations
@@ -202,7 +205,8 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
             "healthy_events": len(healthy), "lost": len(lost), "duplicates": sink.duplicates,
             "delivery_healthy": summary(delivery), "forward_requests": sink.requests,
             "dead_tenant_events": expected_pending, "dead_tenant_events_journaled": pending,
-            "cp_cpu_seconds": round(cpu, 2), "connections": result["connections"],
+            "cp_cpu_seconds": round(cpu, 2), "cp_cpu_ms_per_event": round(cpu * 1000 / max(1, len(owner)), 3),
+            "connections": result["connections"],
         }
     finally:
         proc.send_signal(signal.SIGTERM)
