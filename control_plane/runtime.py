@@ -11,6 +11,8 @@ import httpx
 from control_plane import __version__
 from control_plane.channels.onboarding import Onboarding
 from control_plane.channels.service import Channels
+from control_plane.accounts.google import GoogleSignIn
+from control_plane.accounts.sessions import Sessions
 from control_plane.billing.service import Billing
 from control_plane.db import Store
 from control_plane.entitlements.push import EntitlementPusher
@@ -88,6 +90,8 @@ class ControlPlane:
         self.lifecycle.on_active = self.entitlements.ensure
         provisioner.on_ready(self.entitlements.on_ready)
         self.billing = Billing(settings, store, self.lifecycle, self.entitlements)
+        self.google = GoogleSignIn(settings, store, http)
+        self.sessions = Sessions(settings, store)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)

@@ -75,6 +75,14 @@ class ControlPlaneSettings(BaseSettings):
     billing_grace_days: float = Field(
         7.0, ge=0, description="Days a past_due subscription keeps its tenant running before the tenant is suspended.")
 
+    # --- sign-in (control_plane/accounts) ------------------------------------------------------
+    google_issuer: str | None = Field(
+        None, description="OpenID Connect issuer for sign-in with Google (`https://accounts.google.com`); "
+        "endpoints and keys come from its discovery document.")
+    google_client_id: str | None = Field(None, description="OAuth client id of the Google sign-in.")
+    google_client_secret: SecretStr | None = Field(None, description="OAuth client secret of the Google sign-in.")
+    session_days: float = Field(14.0, gt=0, description="Lifetime of an `aat-session` cookie, days.")
+
     # --- tenants ---------------------------------------------------------------------------
     provisioner: ProvisionerName = Field(
         "local", description="Where tenants' appliances run: `local` (processes on this host), "
