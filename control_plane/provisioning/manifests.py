@@ -68,7 +68,10 @@ def tenant_manifests(settings: ControlPlaneSettings, spec: TenantSpec, *, replic
            {"name": "AAT_PORT", "value": str(APPLIANCE_PORT)},
            {"name": "AAT_PUBLIC_URL", "value": service_url(settings, tid)},
            {"name": "AAT_GRAPH_API_BASE", "value": spec.graph_api_base},
-           {"name": "AAT_GRAPH_API_VERSION", "value": spec.graph_api_version}]
+           {"name": "AAT_GRAPH_API_VERSION", "value": spec.graph_api_version},
+           {"name": "AAT_TENANT_ID", "value": tid}]
+    if spec.entitlements_public_key:  # public: verifies the control plane's entitlement pushes
+        env.append({"name": "AAT_ENTITLEMENTS_PUBLIC_KEY", "value": spec.entitlements_public_key})
     container = {
         "name": "appliance", "image": settings.appliance_image, "args": ["serve"], "env": env,
         "envFrom": [{"secretRef": {"name": secret_name(tid)}}],
