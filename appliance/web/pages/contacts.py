@@ -113,7 +113,9 @@ async def contacts_page(
 
 
 @get("/contacts/{contact_id:int}", include_in_schema=False)
-async def contact_page(request: Request[Any, Any, Any], contact_id: Annotated[int, IdPath]) -> Template:
+async def contact_page(
+    request: Request[Any, Any, Any], contact_id: Annotated[int, IdPath], objected: Query = None
+) -> Template:
     principal = await signed_in(request)
 
     def read(db: Database) -> dict[str, Any] | None:
@@ -130,7 +132,9 @@ async def contact_page(request: Request[Any, Any, Any], contact_id: Annotated[in
     context = await layout(request, principal, active="contacts")
     if data is None:
         return not_found_page(context, "contact")
-    return Template("contacts/profile.html", context={**context, **data})
+    notice = ("Objection recorded: unsubscribed, automation ended and the bot paused for this contact."
+              if objected == "1" else None)
+    return Template("contacts/profile.html", context={**context, **data, "request_notice": notice})
 
 
 CONTACT_PAGES = [contacts_page, contact_page]

@@ -183,6 +183,18 @@ if (profile) {
     fieldForm.before(table);
   }
 
+  const objectButton = document.getElementById("object-button");
+  objectButton.addEventListener("click", async () => {
+    await busy(objectButton, async () => {
+      try {
+        await api("POST", `/api/v1/contacts/${id}/objection`);
+        location.assign(`/contacts/${id}?objected=1`);
+      } catch (err) {
+        toast(errorText(err), "error");
+      }
+    });
+  });
+
   const dialog = document.getElementById("erase-dialog");
   const confirmInput = document.getElementById("erase-confirm");
   document.getElementById("erase-open").addEventListener("click", () => {

@@ -100,3 +100,15 @@ def test_gdpr_export_and_erasure(browsers: Browsers, web_app: WebApp) -> None:
     expect(page).to_have_url(f"{web_app.url}/contacts?erased=1")
     expect(page.get_by_text("The contact was erased")).to_be_visible()
     assert web_app.appliance.api.get(f"/api/v1/contacts/{contact['id']}").status_code == 404
+
+
+def test_an_objection_unsubscribes_and_stops_the_bot(browsers: Browsers, web_app: WebApp) -> None:
+    wa = web_app.whatsapp("stop using my data for marketing", name="Objecting Olek")
+    contact = web_app.contact_of(wa)
+    page = browsers.signed_in("agent")
+    page.goto(f"/contacts/{contact['id']}")
+    page.get_by_role("button", name="Record an objection").click()
+    expect(page).to_have_url(f"{web_app.url}/contacts/{contact['id']}?objected=1")
+    expect(page.get_by_role("status").filter(has_text="Objection recorded")).to_be_visible()
+    expect(page.locator("#sub-state")).to_contain_text("Unsubscribed")
+    assert web_app.appliance.api.get(f"/api/v1/contacts/{contact['id']}").json()["subscribed"] is False
