@@ -67,7 +67,7 @@ class Sessions:
 
     async def me(self, token: str | None) -> dict[str, Any]:
         found = await self.current(token)
-        tenants = await self.db.read(store.tenants_of, found["email"])
+        tenants = await self.db.read(store.tenants_of, found["id"], found["email"])
         subscription = await self.db.read(store.subscription_of, [t["id"] for t in tenants])
         account = {"id": found["id"], "provider": found["provider"], "email": found["email"], "name": found["name"],
                    "created_at": found["created_at"]}

@@ -64,11 +64,11 @@ def delete_session(db: Database, token: str) -> None:
     db.conn.execute("DELETE FROM sessions WHERE token_hash = ?", [digest(token)])
 
 
-def tenants_of(db: Database, email: str | None) -> list[dict[str, Any]]:
-    if not email:
-        return []
-    return many(db, "SELECT id, name, status, plan FROM tenants WHERE owner_email = ? AND status != 'deleted' "
-                "ORDER BY created_at", [email])
+def tenants_of(db: Database, account_id: str, email: str | None) -> list[dict[str, Any]]:
+    """Tenants from the account's own checkouts, and those an admin created for its email."""
+    return many(db, "SELECT id, name, status, plan FROM tenants WHERE status != 'deleted' AND (id IN "
+                "(SELECT tenant_id FROM signups WHERE account_id = ?) OR (owner_email IS NOT NULL AND owner_email = ?)) "
+                "ORDER BY created_at", [account_id, email])
 
 
 def subscription_of(db: Database, tenant_ids: list[str]) -> dict[str, Any] | None:

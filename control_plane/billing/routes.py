@@ -16,6 +16,7 @@ from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from appliance.errors import PayloadTooLarge
+from control_plane.accounts.sessions import COOKIE
 from control_plane.web import CpDep, admin_guard
 
 __all__ = ["checkout", "portal", "stripe_webhook"]
@@ -37,8 +38,15 @@ class Portal(BaseModel):
 
 
 @post("/billing/checkout", status_code=201)
-async def checkout(data: JSONBody[Checkout], cp: CpDep) -> dict[str, str]:
-    return await cp.billing.checkout(plan_id=data.plan, name=data.name, email=data.email)
+async def checkout(request: Request[Any, Any, Any], data: JSONBody[Checkout], cp: CpDep) -> dict[str, str]:
+    """Signed in (``aat-session`` + ``X-CSRF-Token``): the tenant will be the account's, and the
+    account's email is Stripe's customer email unless one is given."""
+    account: dict[str, Any] | None = None
+    if COOKIE in request.cookies:
+        account = await cp.sessions.unsafe(request.cookies[COOKIE], request.headers.get("x-csrf-token"))
+    return await cp.billing.checkout(plan_id=data.plan, name=data.name,
+                                     email=data.email or (account["email"] if account else None),
+                                     account_id=account["id"] if account else None)
 
 
 @post("/billing/portal", status_code=201, guards=[admin_guard])

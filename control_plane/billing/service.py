@@ -69,9 +69,11 @@ class Billing:
         return self.client
 
     # --- sessions ---------------------------------------------------------------------------------
-    async def checkout(self, *, plan_id: str, name: str, email: str | None) -> dict[str, str]:
+    async def checkout(self, *, plan_id: str, name: str, email: str | None,
+                       account_id: str | None = None) -> dict[str, str]:
         """A Checkout Session (subscription mode) for a new customer; its ``client_reference_id``
-        is the sign-up, which the completed checkout turns into a tenant."""
+        is the sign-up (of ``account_id`` when signed in), which the completed checkout turns
+        into a tenant of that account."""
         plan = self.entitlements.plans.get(plan_id)
         if plan is None:
             raise Unprocessable(f"no plan {plan_id!r}; the plans are {', '.join(self.entitlements.plans)}",
@@ -91,7 +93,7 @@ class Billing:
             params["customer_email"] = email
         session = await _call(client.v1.checkout.sessions.create_async(params))  # type: ignore[arg-type]
         await self.db.write(store.insert_signup, signup_id=signup_id, name=name, email=email, plan=plan.id,
-                            checkout_session_id=session["id"], now=iso_now())
+                            checkout_session_id=session["id"], now=iso_now(), account_id=account_id)
         return {"id": session["id"], "url": session["url"]}
 
     async def portal(self, tenant_id: str) -> dict[str, str]:

@@ -16,9 +16,9 @@ __all__ = [
 
 
 def insert_signup(db: Database, *, signup_id: str, name: str, email: str | None, plan: str,
-                  checkout_session_id: str, now: str) -> None:
-    db.conn.execute("INSERT INTO signups (id, name, email, plan, checkout_session_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", [signup_id, name, email, plan, checkout_session_id, now])
+                  checkout_session_id: str, now: str, account_id: str | None = None) -> None:
+    db.conn.execute("INSERT INTO signups (id, name, email, plan, checkout_session_id, created_at, account_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [signup_id, name, email, plan, checkout_session_id, now, account_id])
 
 
 def get_signup(db: Database, signup_id: str) -> dict[str, Any] | None:
