@@ -89,11 +89,11 @@ class ControlPlane:
         self.lifecycle.entitlements_public_key = self.entitlements.public_key
         self.lifecycle.on_active = self.entitlements.ensure
         provisioner.on_ready(self.entitlements.on_ready)
-        self.billing = Billing(settings, store, self.lifecycle, self.entitlements)
         self.google = GoogleSignIn(settings, store, http)
         self.sessions = Sessions(settings, store)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
+        self.billing = Billing(settings, store, self.lifecycle, self.entitlements, self.notifier)
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)
         self.deletions = Deletions(settings, platform, store, self.forwarder)
         self.support = SupportTokens(settings, store, self.lifecycle)

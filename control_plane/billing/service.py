@@ -17,7 +17,9 @@ Webhook contract (:meth:`Billing.handle`, after :meth:`Billing.verify`):
   changed), and a tenant suspended for non-payment resumes; ``past_due``: a grace of
   ``AAT_CP_BILLING_GRACE_DAYS`` (the sweep suspends after it); ``unpaid``/``paused``: suspended;
   ``canceled``/``incomplete_expired``: stopped with ``delete_after`` = now + retention (the
-  lifecycle's ``deleting``). Invoices are also kept in ``billing_history`` for 7 years.
+  lifecycle's ``deleting``). Invoices are also kept in ``billing_history`` for 7 years. The
+  tenant's owner is emailed (``AAT_CP_EMAIL``) a receipt, a payment failure, and on
+  cancellation the date its data will be deleted.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from control_plane.db import Store
 from control_plane.entitlements.push import EntitlementPusher
 from control_plane.lifecycle import store as tenants
 from control_plane.lifecycle.service import Lifecycle, new_tenant_row
+from control_plane.notify import Email, Notifier
 from control_plane.settings import ControlPlaneSettings
 
 __all__ = ["Billing", "STRIPE", "HISTORY_SECONDS", "TOLERANCE_SECONDS"]
@@ -52,8 +55,9 @@ LIVE = ("active", "trialing", "past_due")
 
 class Billing:
     def __init__(self, settings: ControlPlaneSettings, cp_store: Store, lifecycle: Lifecycle,
-                 entitlements: EntitlementPusher) -> None:
+                 entitlements: EntitlementPusher, notifier: Notifier) -> None:
         self.settings = settings
+        self.notifier = notifier
         self.store = cp_store
         self.db = cp_store.gateway
         self.lifecycle = lifecycle
@@ -188,7 +192,17 @@ class Billing:
                             currency=str(invoice.get("currency") or ""), at=iso_now(), keep_until=iso_in(HISTORY_SECONDS))
         if row is None:
             return "recorded for an unknown customer"
-        return "recorded; " + await self.apply(row, await self._retrieve(row["subscription_id"]))
+        outcome = "recorded; " + await self.apply(row, await self._retrieve(row["subscription_id"]))
+        tenant = await self.db.read(tenants.get_tenant, row["tenant_id"])
+        money = f"{int(amount) / 100:.2f} {str(invoice.get('currency') or '').upper()}"
+        if kind == "invoice.paid":
+            self._email(tenant, f"Payment received for {tenant['name']}",
+                        f"We received {money} for {tenant['name']} (invoice {invoice['id']}). Thank you.")
+        else:
+            self._email(tenant, f"Payment failed for {tenant['name']}",
+                        f"The payment of {money} for {tenant['name']} failed. Update your payment method in the "
+                        f"billing portal within {self.settings.billing_grace_days:g} days to keep the workspace running.")
+        return outcome
 
     async def apply(self, row: dict[str, Any], state: SubscriptionState) -> str:
         """Make the tenant match the subscription's current state (see the module docstring)."""
@@ -218,9 +232,18 @@ class Billing:
                             subscription_id=state.id, status=state.status, price_id=state.price_id,
                             past_due_since=past_due_since, canceled_at=canceled_at, now=now)
         if action is not None:
-            await self.lifecycle.transition(tenant_id, action, STRIPE)
+            changed = await self.lifecycle.transition(tenant_id, action, STRIPE)
             outcome += f", tenant {action}"
+            if action == "deleting":
+                self._email(changed, f"{changed['name']} will be deleted on {changed['delete_after'][:10]}",
+                            f"The subscription of {changed['name']} was canceled. Its data is kept until "
+                            f"{changed['delete_after'][:10]} and then deleted for good; subscribe again before "
+                            f"then to keep it (an export is available until then).")
         return outcome
+
+    def _email(self, tenant: dict[str, Any], subject: str, text: str) -> None:
+        if tenant.get("owner_email"):
+            self.notifier.send(Email(to=tenant["owner_email"], subject=subject, text=text))
 
     async def suspend_past_grace(self) -> int:
         """The sweep's part: suspend tenants past_due for longer than the grace; returns how many."""

@@ -201,6 +201,10 @@ def test_past_due_gets_a_grace_then_suspension_and_payment_resumes(cp: ControlPl
         ("in_test_failed1", "invoice.payment_failed", 9900, "eur"), ("in_test_paid1", "invoice.paid", 9900, "eur")]
     kept = datetime.fromisoformat(history[1]["keep_until"].replace("Z", "+00:00")) - datetime.now(UTC)
     assert timedelta(days=7 * 365) < kept < timedelta(days=7 * 367)
+    assert [(e.to, e.subject) for e in list(cp.cp.notifier.sent)[-2:]] == [
+        ("owner@bakery.example", "Payment failed for Bakery Blum"),
+        ("owner@bakery.example", "Payment received for Bakery Blum")]
+    assert "99.00 EUR" in cp.cp.notifier.sent[-1].text
 
 
 def test_the_portal_opens_for_the_tenants_customer(cp: ControlPlaneServer, stripe_api: StripeStandIn,
@@ -236,6 +240,8 @@ def test_cancellation_stops_the_tenant_and_schedules_deletion_30_days_out(cp: Co
     row = cp.wait_status(tenant_id, "deleting")
     left = datetime.fromisoformat(row["delete_after"].replace("Z", "+00:00")) - datetime.now(UTC)
     assert timedelta(days=29, hours=23) < left <= timedelta(days=30)
+    notice = cp.cp.notifier.sent[-1]
+    assert (notice.to, notice.subject) == ("owner@bakery.example", f"Bakery Blum will be deleted on {row['delete_after'][:10]}")
     wait_for(lambda: cp.cp.provisioner.pid(tenant_id) is None, what="the appliance to stop")
     assert read(cp, billing_store.get_subscription, tenant_id)["canceled_at"] is not None
     # an update delivered after the deletion (reordered) retrieves "canceled" and changes nothing
