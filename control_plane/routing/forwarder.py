@@ -13,16 +13,14 @@
   read back as the queue drains). A delivery is marked delivered only after the tenant's 2xx
   (at least once: a crash in between forwards it again; the appliance deduplicates).
   Failures follow :class:`~control_plane.routing.schedule.RetryPolicy`, then dead-letter.
-- **The HTTP client.** Forwards go through their own ``httpx.AsyncClient`` built by
-  :func:`forwarding_client` over :func:`appliance.channels.transport.pooled_transport`
-  (httpx's API, aiohttp's pool: no HTTP code of ours; httpcore's default pool cost about half
-  of the router's CPU per forwarded event). It has no global connection cap (each tenant's
-  worker caps its own requests in flight), and idle connections are reused for
-  ``KEEPALIVE_SECONDS`` only, under the appliance server's own 5 s, so a torn-down tenant's
-  idle connections close by themselves and a connection is not reused just as the tenant
-  closes it. A failure is recorded as a short reason: ``timeout`` (connecting, sending and
-  the whole answer, ``AAT_CP_FORWARD_TIMEOUT_SECONDS``), ``http <status>``, or the name of
-  the underlying error (``ConnectionRefusedError``, ``ServerDisconnectedError``, ...).
+- **The HTTP client.** Forwards go through the forwarder's own
+  :class:`~control_plane.routing.client.ForwardingClient` (one ``aiohttp.ClientSession`` used
+  directly, created in the running loop on the first forward, closed by :meth:`Forwarder.close`):
+  no global connection cap (each tenant's worker caps its own requests in flight), idle
+  connections reused for ``KEEPALIVE_SECONDS`` only, under the appliance server's own 5 s. A
+  failure is recorded as a short reason: ``timeout`` (connecting, sending and the whole answer,
+  ``AAT_CP_FORWARD_TIMEOUT_SECONDS``), ``http <status>``, or the name of the underlying error
+  (``ConnectionRefusedError``, ``ServerDisconnectedError``, ``BadStatusLine``, ...).
 - Data-deletion fan-outs travel the same way (``object`` ``aat.data_deletion``: a form body
   posted to the tenant's ``/data-deletion``), so they are retried too.
 """
@@ -37,14 +35,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from appliance.channels.signature import sign
-from appliance.channels.transport import pooled_transport
 from appliance.store.gateway import Gateway
 from appliance.timeutil import from_iso, to_iso
 from control_plane.metrics import Metrics
 from control_plane.routing import store
+from control_plane.routing.client import (
+    KEEPALIVE_SECONDS,
+    ForwardingClient,
+    forwarding_client,
+)
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.routing.split import body_of, inner_entries
 
@@ -55,16 +57,6 @@ log = logging.getLogger("aat.cp.forwarder")
 DATA_DELETION = "aat.data_deletion"
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ITEMS = 200
-KEEPALIVE_SECONDS = 4.0
-
-
-def forwarding_client(*, user_agent: str) -> httpx.AsyncClient:
-    """The forwarder's own client: aiohttp's pool under httpx's API, no global connection cap,
-    idle connections kept ``KEEPALIVE_SECONDS``, no redirects, nothing from the environment.
-    Timeouts are per request (the forwarder's)."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE_SECONDS)
-    return httpx.AsyncClient(transport=pooled_transport(limits), headers={"User-Agent": user_agent},
-                             follow_redirects=False, trust_env=False)
 
 
 @dataclass
@@ -105,7 +97,7 @@ class _Queue:
 
 
 class Forwarder:
-    def __init__(self, gateway: Gateway, client: httpx.AsyncClient, metrics: Metrics, *,
+    def __init__(self, gateway: Gateway, client: ForwardingClient, metrics: Metrics, *,
                  timeout: float = 10.0, concurrency: int = 2, policy: RetryPolicy = DEFAULT_POLICY,
                  max_memory: int = 2000) -> None:
         self.gateway = gateway
@@ -296,15 +288,14 @@ class Forwarder:
         headers = {"Content-Type": content_type, "X-Hub-Signature-256": sign(body, target.secret)}
         try:
             async with asyncio.timeout(self.timeout):  # connecting, sending and the whole answer
-                response = await self.client.post(target.url.rstrip("/") + path, content=body, headers=headers,
-                                                  timeout=self.timeout)  # read whole: the connection is reused
-        except (TimeoutError, httpx.TimeoutException):
+                status = await self.client.post(target.url.rstrip("/") + path, body, headers, self.timeout)
+        except TimeoutError:
             return False, "timeout"
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return False, _reason(exc)
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return True, ""
-        return False, f"http {response.status_code}"
+        return False, f"http {status}"
 
 
 def _reason(exc: BaseException) -> str:

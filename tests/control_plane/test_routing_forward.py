@@ -205,3 +205,24 @@ async def test_a_hung_tenant_holds_only_its_own_requests_in_flight(cp: Store) ->
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_client_follows_no_redirect_keeps_no_cookie_and_ignores_proxy_settings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    moved = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nSet-Cookie: s=1; Path=/\r\nContent-Length: 0\r\n\r\n"
+    tenant = Tenant(lambda n: moved if n == 1 else OK)
+    url = (await tenant.start()).replace("127.0.0.1", "localhost")  # a host name: cookie jars refuse IPs
+    client = forwarding_client(user_agent="t")  # built outside any request; its session comes on first use
+    statuses = [await client.post(url + "/webhooks/meta", body, {"Content-Type": "application/json"}, 5.0)
+                for body in (b"{}", b"[]")]
+    await client.aclose()
+    tenant.close()
+    assert statuses == [302, 200]
+    assert [h.split(b"\r\n")[0] for h, _ in tenant.requests] == [b"POST /webhooks/meta HTTP/1.1"] * 2
+    assert [b for _, b in tenant.requests] == [b"{}", b"[]"]
+    assert b"cookie:" not in tenant.requests[1][0].lower()
+    assert tenant.connections == 1
