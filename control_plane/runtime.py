@@ -16,6 +16,7 @@ from control_plane.accounts.sessions import Sessions
 from control_plane.billing.service import Billing
 from control_plane.db import Store
 from control_plane.entitlements.push import EntitlementPusher
+from control_plane.entitlements.usage import UsageCollector
 from control_plane.lifecycle.service import Lifecycle
 from control_plane.metrics import Metrics
 from control_plane.notify import Notifier
@@ -94,6 +95,7 @@ class ControlPlane:
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
         self.billing = Billing(settings, store, self.lifecycle, self.entitlements, self.notifier)
+        self.usage = UsageCollector(store, http, self.lifecycle)
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)
         self.deletions = Deletions(settings, platform, store, self.forwarder)
         self.support = SupportTokens(settings, store, self.lifecycle)

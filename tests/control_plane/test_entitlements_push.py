@@ -15,6 +15,7 @@ import pytest
 from appliance import audit
 from appliance.timeutil import iso_in, iso_now
 from control_plane.entitlements import store as ent_store
+from control_plane.entitlements.usage import usage_of
 from control_plane.lifecycle.tasks import sweep_once
 from tests.control_plane.harness import ControlPlaneServer, wait_for
 
@@ -111,3 +112,16 @@ def test_the_sweep_refreshes_a_token_with_less_than_7_days_left(cp: ControlPlane
     assert found["expires_at"] > before["expires_at"]
     cp.run(cp.cp.entitlements.idle())
     assert cp.run(sweep_once(cp.cp))["entitlements_due"] == 0
+
+
+def test_the_sweep_records_each_tenants_usage_once_an_hour(cp: ControlPlaneServer, tenant: str) -> None:
+    cp.cp.usage.last = 0.0
+    summary = cp.run(sweep_once(cp.cp))
+    assert summary["usage_recorded"] == 2  # both active tenants answered
+    rows = cp.run(cp.cp.store.gateway.read(usage_of, tenant))
+    reported = entitlements_of(cp, tenant)
+    used = reported["usage"]
+    assert [(r["month"], r["plan"], r["contacts"], r["seats"], r["channels"], r["ai_replies"]) for r in rows] == [
+        (time.strftime("%Y-%m", time.gmtime()), "starter", used["contacts"], used["seats"], used["channels"],
+         used["ai_replies_per_month"])]
+    assert cp.run(sweep_once(cp.cp))["usage_recorded"] is None  # within the hour
