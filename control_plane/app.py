@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 
 from control_plane import __version__
 from control_plane.admin.routes import AdminController
-from control_plane.accounts.routes import google_callback, google_start, logout, me
+from control_plane.accounts.routes import google_callback, google_start, logout, me, meta_callback, meta_start
 from control_plane.billing.routes import checkout, portal, stripe_webhook
 from control_plane.channels import store as channels_store
 from control_plane.db import Store, open_store
@@ -102,7 +102,7 @@ def create_app(
     return Litestar(
         route_handlers=[healthz, readyz, metrics, verify_subscription, receive_webhook, data_deletion,
                         data_deletion_status, AdminController, checkout, portal, stripe_webhook,
-                        google_start, google_callback, logout, me],
+                        google_start, google_callback, meta_start, meta_callback, logout, me],
         dependencies={"cp": Provide(cp_dep, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

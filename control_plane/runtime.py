@@ -12,6 +12,7 @@ from control_plane import __version__
 from control_plane.channels.onboarding import Onboarding
 from control_plane.channels.service import Channels
 from control_plane.accounts.google import GoogleSignIn
+from control_plane.accounts.meta import MetaSignIn
 from control_plane.accounts.sessions import Sessions
 from control_plane.billing.service import Billing
 from control_plane.db import Store
@@ -92,6 +93,7 @@ class ControlPlane:
         provisioner.on_ready(self.entitlements.on_ready)
         self.google = GoogleSignIn(settings, store, http)
         self.sessions = Sessions(settings, store)
+        self.meta_sign_in = MetaSignIn(settings, platform, store, http)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
         self.billing = Billing(settings, store, self.lifecycle, self.entitlements, self.notifier)

@@ -81,6 +81,9 @@ class ControlPlaneSettings(BaseSettings):
         "endpoints and keys come from its discovery document.")
     google_client_id: str | None = Field(None, description="OAuth client id of the Google sign-in.")
     google_client_secret: SecretStr | None = Field(None, description="OAuth client secret of the Google sign-in.")
+    meta_dialog_base: str = Field(
+        "https://www.facebook.com", description="Base URL of Facebook Login's dialog (sign-in with Meta; "
+        "the platform app AAT_CP_META_APP_ID is the client).")
     session_days: float = Field(14.0, gt=0, description="Lifetime of an `aat-session` cookie, days.")
 
     # --- tenants ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from appliance.errors import BadRequest, Forbidden
 from control_plane.accounts.sessions import COOKIE
 from control_plane.web import CpDep
 
-__all__ = ["google_start", "google_callback", "logout", "me"]
+__all__ = ["google_start", "google_callback", "meta_start", "meta_callback", "logout", "me"]
 
 
 def _cookie(value: str, max_age: int) -> Cookie:
@@ -37,6 +37,23 @@ async def google_callback(cp: CpDep, oauth_state: Annotated[str, Parameter(query
     token = await cp.sessions.sign_in("google", claims, age_confirmed=age_confirmed)
     max_age = int(cp.settings.session_days * 86400)
     return Redirect(path="/", status_code=302, cookies=[_cookie(token, max_age)])
+
+
+@get("/auth/meta/start")
+async def meta_start(cp: CpDep, age_confirmed: bool = False) -> Redirect:
+    return Redirect(path=await cp.meta_sign_in.start(age_confirmed=age_confirmed), status_code=302)
+
+
+@get("/auth/meta/callback")
+async def meta_callback(cp: CpDep, oauth_state: Annotated[str, Parameter(query="state")] = "", code: str = "",
+                        error: str = "") -> Redirect:
+    if error:
+        raise Forbidden(f"the sign-in was not completed: {error[:100]}", code="sign_in_denied")
+    if not oauth_state or not code:
+        raise BadRequest("the callback needs state and code", code="bad_callback")
+    claims, age_confirmed = await cp.meta_sign_in.finish(code=code, state=oauth_state)
+    token = await cp.sessions.sign_in("meta", claims, age_confirmed=age_confirmed)
+    return Redirect(path="/", status_code=302, cookies=[_cookie(token, int(cp.settings.session_days * 86400))])
 
 
 @post("/auth/logout", status_code=204)
