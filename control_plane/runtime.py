@@ -92,10 +92,10 @@ class ControlPlane:
         self.lifecycle.on_active = self.entitlements.ensure
         provisioner.on_ready(self.entitlements.on_ready)
         self.google = GoogleSignIn(settings, store, http)
-        self.sessions = Sessions(settings, store)
         self.meta_sign_in = MetaSignIn(settings, platform, store, http)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
+        self.sessions = Sessions(settings, store, self.notifier)
         self.billing = Billing(settings, store, self.lifecycle, self.entitlements, self.notifier)
         self.usage = UsageCollector(store, http, self.lifecycle)
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)

@@ -15,6 +15,7 @@ from appliance.errors import Forbidden, Unauthorized
 from appliance.timeutil import iso_in, iso_now
 from control_plane.accounts import store
 from control_plane.db import Store
+from control_plane.notify import Email, Notifier
 from control_plane.settings import ControlPlaneSettings
 
 __all__ = ["Sessions", "COOKIE"]
@@ -23,31 +24,38 @@ COOKIE = "aat-session"
 
 
 class Sessions:
-    def __init__(self, settings: ControlPlaneSettings, cp_store: Store) -> None:
+    def __init__(self, settings: ControlPlaneSettings, cp_store: Store, notifier: Notifier) -> None:
         self.settings = settings
         self.db = cp_store.gateway
+        self.notifier = notifier
 
     async def sign_in(self, provider: str, claims: dict[str, Any], *, age_confirmed: bool) -> str:
         """A new session token for the account of ``claims['sub']``, created on first sign-in
-        (only when the person confirmed being 16 or older)."""
+        (only when the person confirmed being 16 or older; a confirmation email follows)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         email = claims.get("email") if claims.get("email_verified", True) else None
 
-        def write(db: Any) -> None:
+        def write(db: Any) -> bool:
             now = iso_now()
             account = store.find_account(db, provider, str(claims["sub"]))
             if account is None:
                 if not age_confirmed:
                     raise Forbidden("confirm that you are 16 or older to create an account",
                                     code="age_confirmation_required")
-                account = store.create_account(db, provider=provider, subject=str(claims["sub"]), email=email,
+                created = store.create_account(db, provider=provider, subject=str(claims["sub"]), email=email,
                                                name=claims.get("name"), now=now)
             else:
+                created = None
                 store.touch_account(db, account["id"], email=email, now=now)
-            store.create_session(db, token=token, account_id=account["id"], csrf_token=csrf, now=now,
+            store.create_session(db, token=token, account_id=(created or account)["id"], csrf_token=csrf, now=now,
                                  expires_at=iso_in(self.settings.session_days * 86400))
+            return created is not None
 
-        await self.db.write(write)
+        if await self.db.write(write) and email:
+            self.notifier.send(Email(to=email, subject="Your AAT account is ready",
+                                     text=f"Welcome{', ' + claims['name'] if claims.get('name') else ''}. Your account "
+                                     f"was created with {provider.capitalize()} sign-in. Choose a plan to start your "
+                                     "workspace."))
         return token
 
     async def current(self, token: str | None) -> dict[str, Any]:

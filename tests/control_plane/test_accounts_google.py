@@ -82,12 +82,16 @@ def test_first_sign_in_creates_the_account_and_a_session(cp: ControlPlaneServer,
     assert (body["account"]["provider"], body["account"]["email"], body["account"]["name"]) == (
         "google", "alice@example.com", "Alice Example")
     assert (body["tenants"], body["subscription"]) == ([], None)
+    welcome = cp.cp.notifier.sent[-1]
+    assert (welcome.to, welcome.subject) == ("alice@example.com", "Your AAT account is ready")
 
 
 def test_a_second_sign_in_finds_the_same_account(cp: ControlPlaneServer, provider: str) -> None:
     first = me(cp, sign_in(cp, provider, "bob@example.com")).json()["account"]["id"]
+    emails = len(cp.cp.notifier.sent)
     again = me(cp, sign_in(cp, provider, "bob@example.com", age_confirmed=False)).json()["account"]["id"]
     assert first == again
+    assert len(cp.cp.notifier.sent) == emails  # welcomed once
 
 
 def test_sign_up_without_confirming_16_or_older_is_refused(cp: ControlPlaneServer, provider: str) -> None:
