@@ -83,11 +83,13 @@ class _Body(httpx.AsyncByteStream):
 class _PooledTransport(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
+        # Loading the CA bundle takes a while: do it now (start-up), not in the first send.
+        self._ssl_context = httpx.create_ssl_context()
         self._inner: AiohttpTransport | None = None
 
     def _build(self) -> AiohttpTransport:
         limits = self._limits
-        ssl_context = httpx.create_ssl_context()
+        ssl_context = self._ssl_context
 
         def session() -> aiohttp.ClientSession:
             connector = aiohttp.TCPConnector(
