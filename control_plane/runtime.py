@@ -19,6 +19,7 @@ from control_plane.db import Store
 from control_plane.entitlements.push import EntitlementPusher
 from control_plane.entitlements.usage import UsageCollector
 from control_plane.lifecycle.service import Lifecycle
+from control_plane.mail import MailSender
 from control_plane.metrics import Metrics
 from control_plane.notify import Notifier
 from control_plane.admin.support import SupportTokens
@@ -95,6 +96,9 @@ class ControlPlane:
         self.meta_sign_in = MetaSignIn(settings, platform, store, http)
         self.channels = Channels(store, http, self.lifecycle, self.table, self.forwarder)
         self.notifier = notifier or Notifier(settings.email)
+        self.mail = MailSender(settings, http) if settings.email in ("resend", "postmark") else None
+        if self.mail is not None and self.notifier.deliver is None:
+            self.notifier.deliver = self.mail.deliver
         self.sessions = Sessions(settings, store, self.notifier)
         self.billing = Billing(settings, store, self.lifecycle, self.entitlements, self.notifier)
         self.usage = UsageCollector(store, http, self.lifecycle)

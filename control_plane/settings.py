@@ -112,10 +112,15 @@ class ControlPlaneSettings(BaseSettings):
         60.0, gt=0, le=24 * 60, description="Lifetime of a support token minted in a tenant's appliance; "
         "the sweep revokes it after that."
     )
-    email: Literal["none", "console"] = Field(
-        "none", description="How the control plane emails tenant owners (channel tokens about to break): "
-        "`none` or `console` (printed to stdout)."
+    email: Literal["none", "console", "resend", "postmark"] = Field(
+        "none", description="How the control plane emails tenant owners and accounts (channel tokens about to "
+        "break, sign-up, receipts, payment failures, deletion notices): `none`, `console` (printed to stdout), "
+        "`resend` or `postmark`."
     )
+    email_api_key: SecretStr | None = Field(None, description="API key of the Resend or Postmark email backend.")
+    email_from: str | None = Field(None, description="Sender address of the control plane's emails (resend, postmark).")
+    email_api_base: str | None = Field(
+        None, description="Base URL of the email API (default: https://api.resend.com or https://api.postmarkapp.com).")
 
     # --- webhook router --------------------------------------------------------------------
     forward_timeout_seconds: float = Field(
