@@ -15,7 +15,7 @@ from litestar.exceptions import ClientException
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from appliance.errors import PayloadTooLarge
+from appliance.errors import Forbidden, PayloadTooLarge
 from control_plane.accounts.sessions import COOKIE
 from control_plane.web import CpDep, admin_guard
 
@@ -62,5 +62,9 @@ async def stripe_webhook(request: Request[Any, Any, Any], cp: CpDep) -> dict[str
         if exc.status_code == 413:
             raise PayloadTooLarge("the event is larger than 1 MiB") from exc
         raise
-    event = cp.billing.verify(body, request.headers.get("stripe-signature"))
+    try:
+        event = cp.billing.verify(body, request.headers.get("stripe-signature"))
+    except Forbidden:
+        cp.metrics.webhooks_rejected.labels(reason="stripe_signature").inc()  # the only trace a bad event leaves
+        raise
     return await cp.billing.handle(event)

@@ -70,6 +70,14 @@ def read(cp: ControlPlaneServer, fn: Any, *args: Any) -> Any:
     return cp.run(cp.cp.store.gateway.read(fn, *args))
 
 
+def rejected(cp: ControlPlaneServer) -> float:
+    """The counter a refused Stripe event leaves (and nothing else)."""
+    for line in httpx.get(cp.base_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith('aat_cp_webhooks_rejected_total{reason="stripe_signature"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def plan_in_appliance(cp: ControlPlaneServer, tenant_id: str, plan: str) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         with cp.tenant_api(tenant_id) as api:
@@ -125,13 +133,14 @@ def test_forged_stale_and_tampered_events_are_refused(cp: ControlPlaneServer, st
               "missing": "", "tampered": signature(body, WHSEC)}[how]
     if how == "tampered":
         body = body.replace(b"sub_whatever", b"sub_other000")
-    before = len(stripe_api.requests)
+    before, rejected_before = len(stripe_api.requests), rejected(cp)
     response = httpx.post(cp.base_url + "/webhooks/stripe", content=body, timeout=30,
                           headers={"Content-Type": "application/json", "Stripe-Signature": header})
     assert response.status_code == 403, response.text
     assert response.json()["error"]["code"] == "invalid_signature"
     assert read(cp, billing_store.event_seen, event_id) is False
     assert len(stripe_api.requests) == before
+    assert rejected(cp) == rejected_before + 1
 
 
 def test_a_completed_checkout_provisions_a_tenant_on_its_plan(cp: ControlPlaneServer, stripe_api: StripeStandIn,
