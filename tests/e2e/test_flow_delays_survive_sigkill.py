@@ -24,6 +24,7 @@ tests/appliance/test_flows_run.py (``test_an_input_timeout_goes_on_timeout``).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from contextlib import closing
@@ -134,10 +135,15 @@ class Started:
     task_id: str  # huey's id of the scheduled fire_timer task
 
 
-def start_reminder(appliances: Appliances, graph: GraphStandIn, seconds: int) -> Started:
+def start_reminder(appliances: Appliances, graph: GraphStandIn, seconds: int, *, startups: float = 0) -> Started:
     """A running appliance whose contact has had the first message and waits on a delay whose
-    huey task sits in ``queue.db``'s schedule."""
+    huey task sits in ``queue.db``'s schedule. The delay is ``seconds``, or longer than
+    ``startups`` times this appliance's own start took (plus the time to get the first message
+    out), so that a test that must restart before the due time does not depend on this
+    machine's speed."""
+    began = time.monotonic()
     app = appliances(graph)
+    seconds = max(seconds, math.ceil(startups * (time.monotonic() - began)) + 3)
     app.connect_channel(type="whatsapp", external_id=PHONE_NUMBER_ID, waba_id=WABA_ID,
                         access_token="EAAGe2eDelayWaba")
     created = app.api.post("/api/v1/flows", json=reminder_flow(seconds))
@@ -157,8 +163,8 @@ def start_reminder(appliances: Appliances, graph: GraphStandIn, seconds: int) ->
 
 def second_messages(graph: GraphStandIn, due_at: str) -> list[RecordedRequest]:
     """Wait until the second message arrived (or its time to arrive passed); then every send of it."""
-    deadline = seconds_left(due_at) + LATENESS
-    wait_for(lambda: SECOND in texts_sent(graph), timeout=max(deadline, 0.5), what="the second message")
+    deadline = max(seconds_left(due_at), 0) + LATENESS  # due in the future, or due now (overdue)
+    wait_for(lambda: SECOND in texts_sent(graph), timeout=deadline, what="the second message")
     time.sleep(1.5)  # a duplicate from the racing path would be here by now
     return [r for r in graph.sends_to(PHONE_NUMBER_ID) if r.json.get("text", {}).get("body") == SECOND]
 
@@ -183,7 +189,8 @@ def assert_fired_once(app: Appliance, graph: GraphStandIn, timer: dict[str, Any]
 def test_a_delay_killed_before_its_time_fires_once_after_restart_from_the_scheduled_task(
     appliances: Appliances, graph_api: GraphStandIn
 ) -> None:
-    started = start_reminder(appliances, graph_api, seconds=6)
+    # Killed with time to spare and restarted before the due time: twice a start's duration.
+    started = start_reminder(appliances, graph_api, seconds=6, startups=2.5)
     app, timer = started.app, started.timer
     app.kill()
     killed_with = seconds_left(timer["due_at"])
@@ -208,7 +215,7 @@ def test_a_delay_killed_before_its_time_fires_once_after_restart_from_the_schedu
 def test_a_delay_that_fell_due_while_the_server_was_dead_fires_once_at_restart(
     appliances: Appliances, graph_api: GraphStandIn
 ) -> None:
-    started = start_reminder(appliances, graph_api, seconds=2)
+    started = start_reminder(appliances, graph_api, seconds=2, startups=0.5)
     app, timer = started.app, started.timer
     app.kill()
     assert seconds_left(timer["due_at"]) > 0, "the kill came after the due time"
