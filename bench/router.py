@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/router.py [--rate 1000] [--seconds 20] [--tenants 100] [--dead 10]
                                      [--batch 1] [--connections 64] [--baseline]
+    .venv/bin/python bench/router.py --client-only [--rounds 3]
 
 - The control plane (``aat-control-plane serve``'s app, with uvicorn as ``serve`` runs it) is a
   separate process on a data directory seeded with ``--tenants`` active tenants, one Page each.
@@ -19,6 +20,11 @@
   per event. ``--baseline`` runs the same load with no dead tenant first, for comparison.
   Results: ``bench/results/router-*.json``. To compare two versions of the forwarder, run this
   driver against clean exports of both commits (``git archive``), one after the other.
+- ``--client-only``: the forwarding client alone, side by side in one run: 3,000 POSTs of 1 KB
+  over 10 local origins with 8 in flight, through the forwarder's ``ForwardingClient``
+  (aiohttp used directly) and through ``httpx.AsyncClient`` over the appliance's
+  ``pooled_transport``, alternating for ``--rounds`` rounds; CPU-ms per request of the
+  client's thread only (the answering servers run on another thread's loop).
 """
 
 from __future__ import annotations
@@ -252,6 +258,83 @@ async def _wait_ready(port: int) -> None:
     raise SystemExit("the control plane did not become ready")
 
 
+OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nEVENT_RECEIVED"
+
+
+def _serve_origins(count: int, ports: list[int], ready: Any) -> None:
+    """Raw servers answering 200 at once, on this (separate) thread's own event loop."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length"))
+                await reader.readexactly(length)
+                writer.write(OK_ANSWER)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def serve() -> None:
+        for _ in range(count):
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            ports.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+async def _client_round(post: Any, urls: list[str], requests: int, inflight: int) -> float:
+    body = b"x" * 1024
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    todo = iter(range(requests))
+
+    async def worker() -> None:
+        for n in todo:
+            assert await post(urls[n % len(urls)] + "/webhooks/meta", body, headers) == 200
+
+    started = time.thread_time()
+    await asyncio.gather(*(worker() for _ in range(inflight)))
+    return (time.thread_time() - started) * 1000 / requests
+
+
+async def client_only(rounds: int, requests: int = 3000, origins: int = 10, inflight: int = 8) -> dict[str, Any]:
+    import threading
+
+    import httpx
+
+    from appliance.channels.transport import pooled_transport
+    from control_plane.routing.client import KEEPALIVE_SECONDS, forwarding_client
+
+    ports: list[int] = []
+    ready = threading.Event()
+    threading.Thread(target=_serve_origins, args=(origins, ports, ready), daemon=True).start()
+    ready.wait(10)
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    direct = forwarding_client(user_agent="bench")
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE_SECONDS)
+    over_httpx = httpx.AsyncClient(transport=pooled_transport(limits), follow_redirects=False, trust_env=False)
+
+    async def via_direct(url: str, body: bytes, headers: dict[str, str]) -> int:
+        return await direct.post(url, body, headers, 10.0)
+
+    async def via_httpx(url: str, body: bytes, headers: dict[str, str]) -> int:
+        return (await over_httpx.post(url, content=body, headers=headers, timeout=10.0)).status_code
+
+    sides = {"aiohttp_direct": via_direct, "httpx_over_pooled_transport": via_httpx}
+    for post in sides.values():  # warm-up: imports, first connections
+        await _client_round(post, urls, 200, inflight)
+    results: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(rounds):
+        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            results[name].append(round(await _client_round(sides[name], urls, requests, inflight), 3))
+    await direct.aclose()
+    await over_httpx.aclose()
+    medians = {name: statistics.median(v) for name, v in results.items()}
+    return {"cpu_ms_per_request": results, "median": medians,
+            "ratio_httpx_to_direct": round(medians["httpx_over_pooled_transport"] / medians["aiohttp_direct"], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
@@ -261,7 +344,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="events per POST")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--baseline", action="store_true", help="also run with no dead tenant first")
+    parser.add_argument("--client-only", action="store_true", help="the forwarding client alone (see above)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.client_only:
+        outcome = asyncio.run(client_only(args.rounds))
+        print(json.dumps(outcome, indent=2))
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"router-client-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps({"args": vars(args), "load_average": os.getloadavg(), **outcome}, indent=2))
+        print(f"results: {out}")
+        return
     runs = []
     for dead in ([0] if args.baseline else []) + [args.dead]:
         outcome = asyncio.run(run(args, dead))
