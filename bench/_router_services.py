@@ -38,6 +38,9 @@ def seed(data_dir: Path, master_key: str, tenants: list[tuple[str, str, str]]) -
                                  waba_id=None, page_id=None, token_enc=None, appliance_channel_id="1", now=iso_now())
 
 
+_NO_TENANT_FILES = "the benchmark's tenants are HTTP sinks: they run no commands and hold no data"
+
+
 class StaticProvisioner:
     """Tenants that already run somewhere (the sink): nothing to start or stop."""
 
@@ -64,13 +67,13 @@ class StaticProvisioner:
         pass
 
     async def restore(self, spec: Any, source: Path, passphrase: str) -> None:
-        raise NotImplementedError
+        raise RuntimeError(_NO_TENANT_FILES)
 
     async def exec(self, spec: Any, argv: list[str], stdin: bytes | None = None) -> Any:
-        raise NotImplementedError
+        raise RuntimeError(_NO_TENANT_FILES)
 
     async def export(self, spec: Any, out: Path, passphrase: str) -> None:
-        raise NotImplementedError
+        raise RuntimeError(_NO_TENANT_FILES)
 
     async def close(self) -> None:
         pass

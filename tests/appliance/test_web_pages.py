@@ -5,22 +5,32 @@ they never do (show data to anonymous users, let message content become markup o
 
 from __future__ import annotations
 
-from markupsafe import escape
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from litestar.testing import AsyncTestClient
+from markupsafe import escape
 
 from appliance.store.workspace import Workspace
-from appliance.timeutil import to_iso, utcnow
 from appliance.web.pages.common import CSP
-from tests.appliance.api_helpers import Shared, age_window, execute, on_shared_app, rows, shared  # noqa: F401
-from tests.appliance.web_helpers import add_message, add_note, conversation, csrf_of, sign_in
+from tests.appliance.api_helpers import (  # noqa: F401
+    Shared,
+    age_window,
+    execute,
+    on_shared_app,
+    rows,
+    shared,
+)
+from tests.appliance.web_helpers import (  # noqa: F401 - web is a fixture
+    Web,
+    add_message,
+    add_note,
+    conversation,
+    csrf_of,
+    sign_in,
+    web,
+)
 from tests.helpers import connect_channel
 
 PAGES = ["/inbox", "/contacts", "/settings/channels", "/settings/team", "/settings/replies", "/settings/ai",
@@ -28,32 +38,6 @@ PAGES = ["/inbox", "/contacts", "/settings/channels", "/settings/team", "/settin
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
-@dataclass
-class Web:
-    """The module's app with one signed-in session per role, made once (argon2 is slow on
-    purpose) and put back on the client by :meth:`login`."""
-
-    client: AsyncTestClient
-    workspace: Workspace
-    sessions: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-
-    async def login(self, role: str) -> dict[str, Any]:
-        if role not in self.sessions:
-            user = await sign_in(self.client, self.workspace, role)
-            self.sessions[role] = (self.client.cookies.get("aat-session"), user)
-        cookie, user = self.sessions[role]
-        self.client.cookies.clear()
-        self.client.cookies.set("aat-session", cookie)
-        return user
-
-    def anonymous(self) -> AsyncTestClient:
-        self.client.cookies.clear()
-        return self.client
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def web(shared: Shared) -> AsyncIterator[Web]:  # noqa: F811 - shared is a fixture
-    yield Web(shared.client, shared.workspace)
 
 
 def _no_script_but_files(page: str) -> None:
@@ -522,91 +506,3 @@ async def test_canned_replies_are_offered(web: Web) -> None:
     await web.login("agent")
     page = (await client.get(f"/inbox?conversation={ids['conversation']}")).text
     assert 'data-text="We open at 9 &lt;sharp&gt;">/hours · We open at 9 &lt;sharp&gt;</option>' in page
-
-
-# --- contacts ------------------------------------------------------------------------------------
-
-@on_shared_app
-async def test_contacts_search_and_filters(web: Web) -> None:
-    client, workspace = web.client, web.workspace
-    ana = await conversation(client, workspace)
-    ben = await conversation(client, workspace)
-    execute(workspace, "UPDATE contacts SET name = 'Ana Lima', fields = '{\"plan\": \"pro\"}' WHERE id = ?",
-            [ana["contact"]])
-    execute(workspace, "UPDATE contacts SET name = 'Ben Stone', subscribed = 0 WHERE id = ?", [ben["contact"]])
-    execute(workspace, "INSERT INTO contact_tags (contact_id, tag, created_at) VALUES (?, 'vip', 'x')", [ana["contact"]])
-    await web.login("agent")
-    found = {
-        query: (await client.get(f"/contacts?{query}")).text
-        for query in ("q=lima", "tag=vip", "field=plan&value=pro", "field=plan", "subscribed=false",
-                      "channel=whatsapp")
-    }
-    assert "Ana Lima" in found["q=lima"] and "Ben Stone" not in found["q=lima"]
-    assert "Ana Lima" in found["tag=vip"] and "Ben Stone" not in found["tag=vip"]
-    assert "Ana Lima" in found["field=plan&value=pro"] and "Ben Stone" not in found["field=plan"]
-    assert "Ben Stone" in found["subscribed=false"] and "Ana Lima" not in found["subscribed=false"]
-    nobody = (await client.get(f"/contacts?channel=whatsapp&q={ana['psid']}")).text
-    assert "No contacts match these filters" in nobody
-
-
-@on_shared_app
-async def test_contacts_page_through(web: Web) -> None:
-    client, workspace = web.client, web.workspace
-    await conversation(client, workspace)
-    channel = rows(workspace, "SELECT id FROM channels")[0]["id"]
-    now = to_iso(utcnow())
-    workspace.gateway.write_sync(lambda db: db.conn.executemany(
-        "INSERT INTO contacts (channel_id, external_id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        [(channel, f"x{i}", f"Paged person {i:03d}", now, now) for i in range(61)]))
-    await web.login("agent")
-    first = (await client.get("/contacts?q=Paged+person")).text
-    assert first.count("<tr data-contact-id") == 50
-    cursor = re.search(r'cursor=([A-Za-z0-9_\-]+)" rel="next"', first).group(1)
-    second = (await client.get(f"/contacts?q=Paged+person&cursor={cursor}")).text
-    assert second.count("<tr data-contact-id") == 11 and 'rel="next"' not in second
-
-
-@on_shared_app
-async def test_export_and_import_are_offered_to_admins_only(web: Web) -> None:
-    client, workspace = web.client, web.workspace
-    await web.login("agent")
-    page = (await client.get("/contacts")).text
-    assert "Export CSV" not in page and "Import CSV" not in page
-    await web.login("admin")
-    page = (await client.get("/contacts?tag=vip")).text
-    assert 'href="/api/v1/contacts/export.csv?tag=vip"' in page and "Import CSV" in page
-
-
-@on_shared_app
-async def test_a_contact_profile(web: Web) -> None:
-    client, workspace = web.client, web.workspace
-    ids = await conversation(client, workspace)
-    execute(workspace, "UPDATE contacts SET name = 'Zoe Profile', fields = '{\"plan\": \"pro\"}' WHERE id = ?",
-            [ids["contact"]])
-    await web.login("agent")
-    page = (await client.get(f"/contacts/{ids['contact']}")).text
-    assert "<h1 id=\"contact-title\">Zoe Profile</h1>" in page
-    assert f'href="/inbox?conversation={ids["conversation"]}"' in page
-    assert f'href="/api/v1/contacts/{ids["contact"]}/export"' in page and "Erase contact" in page
-    assert "<code>plan</code></td><td>pro</td>" in page
-    missing = await client.get("/contacts/987654")
-    assert missing.status_code == 404 and "This contact does not exist" in missing.text
-
-
-@on_shared_app
-async def test_erased_notice(web: Web) -> None:
-    client, workspace = web.client, web.workspace
-    await web.login("agent")
-    assert "The contact was erased" in (await client.get("/contacts?erased=1")).text
-
-
-async def test_times_use_the_workspace_time_zone(client: AsyncTestClient, workspace: Workspace) -> None:
-    ids = await conversation(client, workspace)
-    at = utcnow().replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    add_message(workspace, ids, text="noon UTC", occurred_at=to_iso(at))
-    execute(workspace, "INSERT INTO workspace_settings (key, value) VALUES ('timezone', 'Asia/Tbilisi')")
-    await sign_in(client, workspace, "agent")
-    page = (await client.get(f"/inbox?conversation={ids['conversation']}")).text
-    page = page[page.index('id="timeline"'):]
-    item = page[page.index("noon UTC") - 600:page.index("noon UTC")]
-    assert ">16:00</time>" in item

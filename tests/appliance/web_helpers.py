@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from appliance.inbox import actions
@@ -15,7 +18,7 @@ from appliance.store.workspace import Workspace
 from appliance.team import store as team
 from appliance.team.credentials import hash_password
 from appliance.timeutil import iso_now
-from tests.appliance.api_helpers import PAGE_ID, messenger_text, rows
+from tests.appliance.api_helpers import PAGE_ID, Shared, messenger_text, rows
 from tests.helpers import connect_channel, ingest
 
 PASSWORD = "correct horse battery staple"
@@ -81,3 +84,32 @@ def add_message(workspace: Workspace, ids: dict[str, Any], **values: Any) -> int
 def add_note(workspace: Workspace, ids: dict[str, Any], text: str, user_id: int | None = None) -> dict[str, Any]:
     return workspace.gateway.write_sync(
         lambda db: actions.add_note(db, ids["conversation"], user_id, text, iso_now()))
+
+
+@dataclass
+class Web:
+    """The module's app with one signed-in session per role, made once (argon2 is slow on
+    purpose) and put back on the client by :meth:`login`."""
+
+    client: AsyncTestClient
+    workspace: Workspace
+    sessions: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+
+    async def login(self, role: str) -> dict[str, Any]:
+        if role not in self.sessions:
+            user = await sign_in(self.client, self.workspace, role)
+            self.sessions[role] = (self.client.cookies.get("aat-session"), user)
+        cookie, user = self.sessions[role]
+        self.client.cookies.clear()
+        self.client.cookies.set("aat-session", cookie)
+        return user
+
+    def anonymous(self) -> AsyncTestClient:
+        self.client.cookies.clear()
+        return self.client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def web(shared: Shared) -> AsyncIterator[Web]:
+    """The module's shared app as :class:`Web` (the module imports ``shared`` and ``web``)."""
+    yield Web(shared.client, shared.workspace)

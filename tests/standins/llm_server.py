@@ -14,6 +14,7 @@ import itertools
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +45,7 @@ class Scripted:
     extra: dict[str, Any] = field(default_factory=dict)  # merged into a 200 body's message
 
 
-class LlmStandIn:
+class LlmStandIn(ABC):
     path: str = "/"  # the endpoint this provider serves (POST)
 
     def __init__(self, *, api_key: str | None = None, default_reply: str = "Hello from the stand-in.") -> None:
@@ -95,14 +96,17 @@ class LlmStandIn:
         return self.requests[-1]
 
     # --- provider specifics (subclasses) --------------------------------------------------------
+    @abstractmethod
     def key_of(self, headers: dict[str, str]) -> str | None:
-        raise NotImplementedError
+        """The API key the request carries, in this provider's header."""
 
+    @abstractmethod
     def success_body(self, request: Any, text: str, n: int, extra: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """This provider's 200 answer carrying ``text``."""
 
+    @abstractmethod
     def error_body(self, status: int, error_type: str | None) -> dict[str, Any]:
-        raise NotImplementedError
+        """This provider's error answer."""
 
     def check(self, request: Any) -> str | None:
         """What is wrong with a request body (answered 400), or None."""
