@@ -9,9 +9,11 @@ Webhook contract (:meth:`Billing.handle`, after :meth:`Billing.verify`):
 - **Reorder-safe**: the event body only says *which* subscription changed; its current state
   is retrieved from Stripe before acting, so an old ``updated`` arriving after a newer one, or
   after ``deleted``, applies today's state, not the event's.
-- ``checkout.session.completed``: the sign-up named by ``client_reference_id`` becomes a tenant
-  on the plan whose ``stripe_price`` the subscription has (one transaction: tenant, subscription,
-  sign-up completed), then provisioned; the entitlement push follows its first convergence.
+- ``checkout.session.completed``: the sign-up recorded for that Checkout Session, whose account
+  is the session's ``client_reference_id`` (a mismatch is ignored), becomes a tenant of that
+  account on the plan whose ``stripe_price`` the subscription has (one transaction: tenant,
+  subscription, sign-up completed), then provisioned; the entitlement push follows its first
+  convergence.
 - ``customer.subscription.updated`` / ``.deleted``, ``invoice.paid`` / ``.payment_failed``: the
   subscription's state decides: ``active``/``trialing``: the plan of its price (pushed when it
   changed), and a tenant suspended for non-payment resumes; ``past_due``: a grace of
@@ -32,7 +34,7 @@ from typing import Any
 import stripe
 
 from appliance import audit
-from appliance.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from appliance.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from appliance.timeutil import iso_in, iso_now
 from control_plane.billing import store
 from control_plane.billing.stripe_api import BillingNotConfigured, SubscriptionState, make_client, subscription_state
@@ -73,11 +75,11 @@ class Billing:
         return self.client
 
     # --- sessions ---------------------------------------------------------------------------------
-    async def checkout(self, *, plan_id: str, name: str, email: str | None,
-                       account_id: str | None = None) -> dict[str, str]:
-        """A Checkout Session (subscription mode) for a new customer; its ``client_reference_id``
-        is the sign-up (of ``account_id`` when signed in), which the completed checkout turns
-        into a tenant of that account."""
+    async def checkout(self, *, plan_id: str, name: str, email: str | None, account_id: str) -> dict[str, str]:
+        """A Checkout Session (subscription mode) for a signed-in account: its
+        ``client_reference_id`` is ``account_id``; a sign-up row keyed by the session's id
+        remembers the name and plan, and the completed checkout turns it into a tenant of
+        that account."""
         plan = self.entitlements.plans.get(plan_id)
         if plan is None:
             raise Unprocessable(f"no plan {plan_id!r}; the plans are {', '.join(self.entitlements.plans)}",
@@ -88,7 +90,7 @@ class Billing:
         signup_id = "su_" + secrets.token_hex(8)
         base = self.settings.public_url.rstrip("/")
         params: dict[str, Any] = {
-            "mode": "subscription", "client_reference_id": signup_id,
+            "mode": "subscription", "client_reference_id": account_id,
             "line_items": [{"price": plan.stripe_price, "quantity": 1}],
             "success_url": base + "/billing/done?session_id={CHECKOUT_SESSION_ID}",
             "cancel_url": base + "/billing/canceled", "metadata": {"plan": plan.id},
@@ -101,11 +103,28 @@ class Billing:
         return {"id": session["id"], "url": session["url"]}
 
     async def portal(self, tenant_id: str) -> dict[str, str]:
-        """A Customer Portal session for the tenant's Stripe customer."""
-        client = self._stripe()
+        """An admin's Customer Portal session for the tenant's Stripe customer."""
         row = await self.db.read(store.get_subscription, tenant_id)
         if row is None:
             raise NotFound(f"tenant {tenant_id} has no Stripe subscription", code="no_subscription")
+        return await self._portal(row)
+
+    async def account_portal(self, account_id: str, tenant_id: str | None = None) -> dict[str, str]:
+        """A Customer Portal session for the signed-in account's own Stripe customer: the
+        subscription of a tenant its checkout created (``tenant_id`` when given, which must be
+        one of them: 404 otherwise), else its latest. 409 when it has none yet."""
+        rows = await self.db.read(store.subscriptions_of_account, account_id)
+        if tenant_id is not None:
+            rows = [r for r in rows if r["tenant_id"] == tenant_id]
+            if not rows:
+                raise NotFound(f"you have no workspace {tenant_id}", code="not_found")
+        if not rows:
+            raise Conflict("your account has no Stripe customer yet: choose a plan first (POST /billing/checkout)",
+                           code="no_stripe_customer")
+        return await self._portal(rows[0])
+
+    async def _portal(self, row: dict[str, Any]) -> dict[str, str]:
+        client = self._stripe()
         session = await _call(client.v1.billing_portal.sessions.create_async(  # type: ignore[arg-type]
             {"customer": row["customer_id"], "return_url": self.settings.public_url.rstrip("/") + "/"}))
         return {"url": session["url"]}
@@ -148,9 +167,11 @@ class Billing:
     async def _checkout_completed(self, session: Any) -> str:
         if session.get("mode") != "subscription" or not session.get("subscription"):
             return "ignored: not a subscription checkout"
-        signup = await self.db.read(store.get_signup, session.get("client_reference_id") or "")
+        signup = await self.db.read(store.signup_by_session, session.get("id") or "")
         if signup is None:
-            return "ignored: unknown client_reference_id"
+            return "ignored: no sign-up started this checkout"
+        if signup["account_id"] is None or signup["account_id"] != session.get("client_reference_id"):
+            return "ignored: client_reference_id is not the account that started this checkout"
         if signup["completed_at"] is not None:
             return "ignored: sign-up already completed"
         sub_id = session["subscription"] if isinstance(session["subscription"], str) else session["subscription"]["id"]

@@ -9,14 +9,14 @@ from sqlite_utils import Database
 from appliance.store.rows import many, one
 
 __all__ = [
-    "insert_signup", "get_signup", "complete_signup", "get_subscription", "subscription_by_stripe_id",
+    "insert_signup", "get_signup", "signup_by_session", "complete_signup", "get_subscription", "subscriptions_of_account", "subscription_by_stripe_id",
     "subscription_by_customer", "upsert_subscription", "event_seen", "record_event", "add_history",
     "history", "past_grace",
 ]
 
 
 def insert_signup(db: Database, *, signup_id: str, name: str, email: str | None, plan: str,
-                  checkout_session_id: str, now: str, account_id: str | None = None) -> None:
+                  checkout_session_id: str, now: str, account_id: str) -> None:
     db.conn.execute("INSERT INTO signups (id, name, email, plan, checkout_session_id, created_at, account_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", [signup_id, name, email, plan, checkout_session_id, now, account_id])
 
@@ -25,12 +25,22 @@ def get_signup(db: Database, signup_id: str) -> dict[str, Any] | None:
     return one(db, "SELECT * FROM signups WHERE id = ?", [signup_id])
 
 
+def signup_by_session(db: Database, checkout_session_id: str) -> dict[str, Any] | None:
+    return one(db, "SELECT * FROM signups WHERE checkout_session_id = ?", [checkout_session_id])
+
+
 def complete_signup(db: Database, signup_id: str, tenant_id: str | None, now: str) -> None:
     db.conn.execute("UPDATE signups SET tenant_id = ?, completed_at = ? WHERE id = ?", [tenant_id, now, signup_id])
 
 
 def get_subscription(db: Database, tenant_id: str) -> dict[str, Any] | None:
     return one(db, "SELECT * FROM subscriptions WHERE tenant_id = ?", [tenant_id])
+
+
+def subscriptions_of_account(db: Database, account_id: str) -> list[dict[str, Any]]:
+    """Subscriptions of the tenants the account's own checkouts created, newest first."""
+    return many(db, "SELECT s.* FROM subscriptions s JOIN signups u ON u.tenant_id = s.tenant_id "
+                "WHERE u.account_id = ? ORDER BY s.updated_at DESC, s.tenant_id", [account_id])
 
 
 def subscription_by_stripe_id(db: Database, subscription_id: str) -> dict[str, Any] | None:

@@ -161,5 +161,15 @@ class ControlPlaneServer:
         token = self.cp.lifecycle.api_token(self.run(self.cp.store.gateway.read(store.get_tenant, tenant_id)))
         return httpx.Client(base_url=row["url"], timeout=15.0, headers={"Authorization": f"Bearer {token}"})
 
+    def account(self, email: str) -> dict[str, str]:
+        """Headers of a signed-in account (``aat-session`` cookie and ``X-CSRF-Token``) for
+        ``email``, made by the sessions service's own sign-in (the OIDC dance has its own tests
+        in test_accounts_google); the account id is under ``"id"`` (not a header: pop it)."""
+        assert self.cp is not None
+        token = self.run(self.cp.sessions.sign_in("google", {"sub": "sub-" + email, "email": email, "name": email},
+                                                  age_confirmed=True))
+        mine = httpx.get(self.base_url + "/api/me", headers={"Cookie": f"aat-session={token}"}, timeout=10).json()
+        return {"Cookie": f"aat-session={token}", "X-CSRF-Token": mine["csrf_token"], "id": mine["account"]["id"]}
+
     def deliveries(self, **params: Any) -> list[dict[str, Any]]:
         return self.ok("GET", "/deliveries", params={"limit": 500, **params})["items"]

@@ -87,26 +87,39 @@ def plan_in_appliance(cp: ControlPlaneServer, tenant_id: str, plan: str) -> dict
     return wait_for(check, timeout=60, what=f"{tenant_id}'s appliance to be on {plan}")
 
 
+@pytest.fixture(scope="module")
+def owner(cp: ControlPlaneServer) -> dict[str, str]:
+    """The signed-in account that buys the module's plan (headers; its id under "id")."""
+    return cp.account("owner@bakery.example")
+
+
+def test_checkout_needs_a_signed_in_account(cp: ControlPlaneServer, stripe_api: StripeStandIn) -> None:
+    before = len(stripe_api.requests)
+    response = httpx.post(cp.base_url + "/billing/checkout", json={"plan": "starter", "name": "Bakery Blum"}, timeout=30)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "not_signed_in")
+    assert len(stripe_api.requests) == before
+
+
 def test_checkout_creates_a_subscription_session(cp: ControlPlaneServer, stripe_api: StripeStandIn,
-                                                 state: dict[str, Any]) -> None:
-    response = httpx.post(cp.base_url + "/billing/checkout", timeout=30,
-                          json={"plan": "starter", "name": "Bakery Blum", "email": "owner@bakery.example"})
+                                                 state: dict[str, Any], owner: dict[str, str]) -> None:
+    headers = {k: v for k, v in owner.items() if k != "id"}
+    response = httpx.post(cp.base_url + "/billing/checkout", timeout=30, headers=headers,
+                          json={"plan": "starter", "name": "Bakery Blum"})
     assert response.status_code == 201, response.text
     answer = response.json()
     assert answer["url"] == f"https://checkout.stripe.com/c/pay/{answer['id']}"
     sent = stripe_api.requests[-1]
     assert (sent.method, sent.path) == ("POST", "/v1/checkout/sessions")
-    signup = sent.form["client_reference_id"]
-    assert signup.startswith("su_")
     assert sent.form == {
-        "mode": "subscription", "client_reference_id": signup, "line_items[0][price]": "price_starter",
+        "mode": "subscription", "client_reference_id": owner["id"], "line_items[0][price]": "price_starter",
         "line_items[0][quantity]": "1", "customer_email": "owner@bakery.example", "metadata[plan]": "starter",
         "success_url": cp.base_url + "/billing/done?session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": cp.base_url + "/billing/canceled",
     }
     assert sent.headers["authorization"] == f"Bearer {SK}"
     assert sent.headers["stripe-version"] == API_VERSION
-    assert read(cp, billing_store.get_signup, signup)["checkout_session_id"] == answer["id"]
+    signup = read(cp, billing_store.signup_by_session, answer["id"])
+    assert (signup["account_id"], signup["name"], signup["plan"]) == (owner["id"], "Bakery Blum", "starter")
     state["session"] = answer["id"]
 
 
@@ -117,9 +130,11 @@ def test_checkout_creates_a_subscription_session(cp: ControlPlaneServer, stripe_
     ({"plan": "starter"}, 422, "invalid_request"),
 ])
 def test_bad_checkouts_are_refused_without_calling_stripe(cp: ControlPlaneServer, stripe_api: StripeStandIn,
-                                                         body: dict[str, Any], status: int, code: str) -> None:
+                                                         body: dict[str, Any], status: int, code: str,
+                                                         owner: dict[str, str]) -> None:
     before = len(stripe_api.requests)
-    response = httpx.post(cp.base_url + "/billing/checkout", json=body, timeout=30)
+    response = httpx.post(cp.base_url + "/billing/checkout", json=body, timeout=30,
+                          headers={k: v for k, v in owner.items() if k != "id"})
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert len(stripe_api.requests) == before
@@ -218,13 +233,41 @@ def test_past_due_gets_a_grace_then_suspension_and_payment_resumes(cp: ControlPl
 
 def test_the_portal_opens_for_the_tenants_customer(cp: ControlPlaneServer, stripe_api: StripeStandIn,
                                                    state: dict[str, Any]) -> None:
-    assert httpx.post(cp.base_url + "/billing/portal", json={"tenant_id": state["tenant"]}, timeout=30).status_code == 401
+    assert httpx.post(cp.base_url + "/billing/portal", json={"tenant_id": state["tenant"]}, timeout=30,
+                      headers={"Authorization": "Bearer not-an-admin-token"}).status_code == 401
+    assert cp.http.post("/billing/portal", json={}).status_code == 422  # an admin names the tenant
     answer = cp.http.post("/billing/portal", json={"tenant_id": state["tenant"]})
     assert answer.status_code == 201, answer.text
     assert answer.json()["url"].startswith("https://billing.stripe.com/p/session/")
     sent = stripe_api.requests[-1]
     assert (sent.method, sent.path, sent.form) == ("POST", "/v1/billing_portal/sessions",
                                                    {"customer": state["customer"], "return_url": cp.base_url + "/"})
+
+
+def test_a_signed_in_account_opens_its_own_portal_only(cp: ControlPlaneServer, stripe_api: StripeStandIn,
+                                                       state: dict[str, Any], owner: dict[str, str]) -> None:
+    mine = {k: v for k, v in owner.items() if k != "id"}
+    answer = httpx.post(cp.base_url + "/billing/portal", headers=mine, timeout=30)
+    assert answer.status_code == 201, answer.text
+    sent = stripe_api.requests[-1]
+    assert (sent.method, sent.path, sent.form) == ("POST", "/v1/billing_portal/sessions",
+                                                   {"customer": state["customer"], "return_url": cp.base_url + "/"})
+    assert answer.json()["url"].startswith("https://billing.stripe.com/p/session/")
+    named = httpx.post(cp.base_url + "/billing/portal", headers=mine, json={"tenant_id": state["tenant"]}, timeout=30)
+    assert (named.status_code, stripe_api.requests[-1].form["customer"]) == (201, state["customer"])
+
+    other = {k: v for k, v in cp.account("someone-else@example.com").items() if k != "id"}
+    before = len(stripe_api.requests)
+    refusals = [
+        (httpx.post(cp.base_url + "/billing/portal", timeout=30), 401, "not_signed_in"),
+        (httpx.post(cp.base_url + "/billing/portal", headers={"Cookie": mine["Cookie"]}, timeout=30), 403, "csrf_failed"),
+        (httpx.post(cp.base_url + "/billing/portal", headers=other, timeout=30), 409, "no_stripe_customer"),
+        (httpx.post(cp.base_url + "/billing/portal", headers=other, json={"tenant_id": state["tenant"]}, timeout=30),
+         404, "not_found"),
+    ]
+    assert [(r.status_code, r.json()["error"]["code"]) for r, _, _ in refusals] == [(s, c) for _, s, c in refusals]
+    assert "no Stripe customer yet" in refusals[2][0].json()["error"]["message"]
+    assert len(stripe_api.requests) == before
 
 
 def test_a_stripe_outage_is_503_and_the_redelivery_is_handled(cp: ControlPlaneServer, stripe_api: StripeStandIn,

@@ -61,10 +61,15 @@ def test_a_signed_in_checkout_becomes_the_accounts_tenant(cp: ControlPlaneServer
     assert started.status_code == 201, started.text
     sent = stripe_api.requests[-1]
     assert sent.form["customer_email"] == "erin@example.com"
-    signup = cp.run(cp.cp.store.gateway.read(billing_store.get_signup, sent.form["client_reference_id"]))
+    assert sent.form["client_reference_id"] == mine["account"]["id"]
+    signup = cp.run(cp.cp.store.gateway.read(billing_store.signup_by_session, started.json()["id"]))
     assert signup["account_id"] == mine["account"]["id"]
 
     completed = stripe_api.complete_checkout(started.json()["id"])
+    _, forged = stripe_api.event("checkout.session.completed", {**completed, "client_reference_id": "acct_0000000000000000"})
+    answer = httpx.post(cp.base_url + "/webhooks/stripe", content=forged, timeout=30,
+                        headers={"Content-Type": "application/json", "Stripe-Signature": signature(forged, WHSEC)})
+    assert answer.json()["outcome"] == "ignored: client_reference_id is not the account that started this checkout"
     _, body = stripe_api.event("checkout.session.completed", completed)
     answer = httpx.post(cp.base_url + "/webhooks/stripe", content=body, timeout=30,
                         headers={"Content-Type": "application/json", "Stripe-Signature": signature(body, WHSEC)})
