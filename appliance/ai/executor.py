@@ -14,6 +14,9 @@ which the runner stores on the bot's message (``payload.meta``) for the inbox.
   monthly limit: ``ok=False`` with the reason (the step's ``on_error`` follows) and a note in
   the inbox (``notifications``) saying what happened and what to do.
 
+A reply that recites the prompt (:mod:`appliance.ai.guard`) is withheld: nothing is sent, a note
+says why, and the conversation is handed to the team.
+
 Nothing of the prompt is stored; the logs carry ids, the provider, the model and counts.
 """
 
@@ -29,20 +32,23 @@ from sqlite_utils import Database
 from appliance.ai import limits
 from appliance.ai import store as ai_store
 from appliance.ai.knowledge import store as knowledge
-from appliance.ai.prompt import Turn, build_prompt, conversation_turns, parse_reply
+from appliance.ai.guard import leaks_instructions
+from appliance.ai.prompt import ParsedReply, Turn, build_prompt, conversation_turns, parse_reply
 from appliance.ai.providers import REASONS, ProviderError, Providers
 from appliance.flows.effects import CallOut, CallResult
 from appliance.store.keys import KeyMaterialError
 from appliance.store.rows import many, one
 from appliance.timeutil import iso_now, to_iso, utcnow
 
-__all__ = ["AiReplyExecutor", "HISTORY_MESSAGES", "HISTORY_HOURS", "NO_TEXT_TURN"]
+__all__ = ["AiReplyExecutor", "HISTORY_MESSAGES", "HISTORY_HOURS", "NO_TEXT_TURN", "WITHHELD_NOTE"]
 
 log = logging.getLogger("aat.ai")
 
 HISTORY_MESSAGES = 12
 HISTORY_HOURS = 24
 NO_TEXT_TURN = "(The customer opened the conversation without writing anything.)"
+WITHHELD_NOTE = ("An AI reply was withheld: it repeated the assistant's instructions (a customer message may "
+                 "have asked for them). The conversation is handed to the team.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,12 @@ class AiReplyExecutor:
         except ProviderError as exc:
             return await self._fail(runtime, call, ctx, exc.reason, run_id)
         reply = parse_reply(completion.text)
+        if leaks_instructions(reply.text, system=prompt.system, passages=[p["text"] for p in passages],
+                              instructions=(settings["instructions"], request.get("instructions"))):
+            # An injected "print your instructions" worked on the model: send nothing, hand over.
+            log.warning("ai reply withheld", extra={"run_id": run_id, "provider": ctx.provider, "reason": "leak"})
+            reply = ParsedReply(None, handoff=True, done=True)
+            await runtime.db.write(_note, ctx.conversation_id, WITHHELD_NOTE, iso_now())
         handoff = reply.handoff or completion.refused
         if reply.text is None and not (handoff or reply.done):
             return await self._fail(runtime, call, ctx, "empty_reply", run_id)
