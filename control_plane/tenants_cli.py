@@ -179,8 +179,10 @@ def import_(file: Path, name: str, passphrase_stdin: bool, data_dir: Path | None
 
 @tenants.command("render-manifests")
 @click.option("--name", required=True)
+@click.option("--import", "for_import", is_flag=True,
+              help="Print what an import applies first instead: the Secret, the claim and the workspace Job.")
 @data_dir_option
-def render_manifests(name: str, data_dir: Path | None) -> None:
+def render_manifests(name: str, for_import: bool, data_dir: Path | None) -> None:
     """Print the Kubernetes objects the kubernetes provisioner applies for a new tenant named
     NAME (secret values redacted)."""
     from control_plane.lifecycle.store import new_tenant_id
@@ -192,7 +194,7 @@ def render_manifests(name: str, data_dir: Path | None) -> None:
     spec = TenantSpec(id=new_tenant_id(), name=name, master_key="<generated at create>",
                       webhook_secret="<generated at create>", graph_api_base=platform.graph_api_base,
                       graph_api_version=platform.graph_api_version)
-    click.echo(render_yaml(settings, spec, redact=True), nl=False)
+    click.echo(render_yaml(settings, spec, redact=True, purpose="import" if for_import else None), nl=False)
 
 
 def _platform() -> Any:

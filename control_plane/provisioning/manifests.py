@@ -16,6 +16,19 @@ Per tenant ``t…`` in ``AAT_CP_KUBE_NAMESPACE``, all named ``aat-<id>`` and lab
 - **NetworkPolicy**: ingress only from the control plane's pods
   (``app.kubernetes.io/name: aat-control-plane``, any namespace) on port 8000; egress only DNS
   and HTTPS to addresses outside the private ranges (Meta, AI providers, Google).
+
+For work on a tenant's files while its StatefulSet has no pod (``tenants import``, an export of a
+suspended tenant), ``workspace_manifests`` gives the Secret and:
+
+- **PersistentVolumeClaim** ``data-aat-<id>-0``: exactly the claim the StatefulSet's
+  ``volumeClaimTemplate`` makes for its pod 0 (same name, labels and spec), so the StatefulSet
+  adopts it when it starts (and deletes it with itself: ``whenDeleted: Delete``);
+- **Job** ``aat-<id>-<purpose>``: one pod (no retries, a deadline, removed 10 min after it
+  ends) from the appliance image, with the tenant's Secret and claim mounted at ``/data`` and the
+  same resources and security contexts, whose only process waits for ``/tmp/aat-done``. The
+  control plane works in it through the pod exec API, then deletes it. Its pod is labelled
+  ``aat-<id>-<purpose>``, not ``aat-<id>``, so the tenant's Service never selects it; it has no
+  listener and no service-account token.
 """
 
 from __future__ import annotations
@@ -26,7 +39,8 @@ from typing import Any
 from control_plane.provisioning.base import APPLIANCE_PORT, TenantSpec
 from control_plane.settings import ControlPlaneSettings
 
-__all__ = ["tenant_manifests", "render_yaml", "object_name", "secret_name", "KUBE_VERSION"]
+__all__ = ["tenant_manifests", "workspace_manifests", "render_yaml", "object_name", "secret_name", "claim_name",
+           "job_name", "job_labels", "DONE_MARK", "KUBE_VERSION"]
 
 KUBE_VERSION = "1.30.0"  # the oldest Kubernetes the manifests are validated against
 _PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
@@ -38,6 +52,23 @@ def object_name(tenant_id: str) -> str:
 
 def secret_name(tenant_id: str) -> str:
     return f"aat-{tenant_id}-keys"
+
+
+def claim_name(tenant_id: str) -> str:
+    """The claim the StatefulSet's volumeClaimTemplate ``data`` makes for its pod 0."""
+    return f"data-aat-{tenant_id}-0"
+
+
+def job_name(tenant_id: str, purpose: str) -> str:
+    return f"aat-{tenant_id}-{purpose}"
+
+
+DONE_MARK = "/tmp/aat-done"
+JOB_WAIT_SECONDS = 1800
+# The workspace Job's only process: wait (at most JOB_WAIT_SECONDS) until the control plane is done.
+_HOLD = (f'i=0; until [ -e {DONE_MARK} ]; do [ "$i" -ge {JOB_WAIT_SECONDS} ] && exit 1; '
+         'sleep 1; i=$((i+1)); done')
+_TMP = {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
 
 
 def _labels(tenant_id: str) -> dict[str, str]:
@@ -57,33 +88,13 @@ def tenant_manifests(settings: ControlPlaneSettings, spec: TenantSpec, *, replic
     """Secret, StatefulSet, Service, NetworkPolicy (in the order they are applied)."""
     name, tid = object_name(spec.id), spec.id
     selector = {"app.kubernetes.io/instance": name}
-    memory, cpu = settings.tenant_memory_mb, settings.tenant_cpu
-    claim: dict[str, Any] = {
-        "metadata": {"name": "data", "labels": _labels(tid)},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{settings.kube_storage_gb}Gi"}}},
-    }
-    if settings.kube_storage_class:
-        claim["spec"]["storageClassName"] = settings.kube_storage_class
-    env = [{"name": "AAT_DATA_DIR", "value": "/data"}, {"name": "AAT_HOST", "value": "0.0.0.0"},
-           {"name": "AAT_PORT", "value": str(APPLIANCE_PORT)},
-           {"name": "AAT_PUBLIC_URL", "value": service_url(settings, tid)},
-           {"name": "AAT_GRAPH_API_BASE", "value": spec.graph_api_base},
-           {"name": "AAT_GRAPH_API_VERSION", "value": spec.graph_api_version},
-           {"name": "AAT_TENANT_ID", "value": tid}]
-    if spec.entitlements_public_key:  # public: verifies the control plane's entitlement pushes
-        env.append({"name": "AAT_ENTITLEMENTS_PUBLIC_KEY", "value": spec.entitlements_public_key})
+    claim: dict[str, Any] = {"metadata": {"name": "data", "labels": _labels(tid)}, "spec": _claim_spec(settings)}
     container = {
-        "name": "appliance", "image": settings.appliance_image, "args": ["serve"], "env": env,
-        "envFrom": [{"secretRef": {"name": secret_name(tid)}}],
+        "name": "appliance", **_container(settings, spec), "args": ["serve"],
         "ports": [{"name": "http", "containerPort": APPLIANCE_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20,
                           "initialDelaySeconds": 20, "failureThreshold": 3},
-        "resources": {"requests": {"cpu": f"{max(int(cpu * 100), 10)}m", "memory": f"{max(memory // 2, 64)}Mi"},
-                      "limits": {"cpu": f"{int(cpu * 1000)}m", "memory": f"{memory}Mi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
     }
     statefulset = {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(settings, name, tid),
@@ -92,20 +103,12 @@ def tenant_manifests(settings: ControlPlaneSettings, spec: TenantSpec, *, replic
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
             "template": {
                 "metadata": {"labels": _labels(tid)},
-                "spec": {
-                    "automountServiceAccountToken": False, "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                        "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
-                },
+                "spec": {**_pod_security(), "terminationGracePeriodSeconds": 30, "containers": [container],
+                         "volumes": [_TMP]},
             },
             "volumeClaimTemplates": [claim],
         },
     }
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(settings, secret_name(tid), tid),
-              "stringData": {"AAT_MASTER_KEY": spec.master_key, "AAT_META_APP_SECRET": spec.webhook_secret}}
     service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(settings, name, tid),
                "spec": {"type": "ClusterIP", "selector": selector,
                         "ports": [{"name": "http", "port": APPLIANCE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
@@ -124,14 +127,88 @@ def tenant_manifests(settings: ControlPlaneSettings, spec: TenantSpec, *, replic
             ],
         },
     }
-    return [secret, statefulset, service, policy]
+    return [_secret(settings, spec), statefulset, service, policy]
 
 
-def render_yaml(settings: ControlPlaneSettings, spec: TenantSpec, *, redact: bool = False) -> str:
-    """Multi-document YAML of :func:`tenant_manifests` (secret values replaced when ``redact``)."""
+def job_labels(tenant_id: str, purpose: str) -> dict[str, str]:
+    """The workspace Job's pod labels: not the tenant's ``instance``, so its Service never selects it."""
+    return {"app.kubernetes.io/name": "aat-appliance-workspace",
+            "app.kubernetes.io/instance": job_name(tenant_id, purpose),
+            "app.kubernetes.io/managed-by": "aat-control-plane", "aatsystems.org/tenant": tenant_id}
+
+
+def workspace_manifests(settings: ControlPlaneSettings, spec: TenantSpec, purpose: str) -> list[dict[str, Any]]:
+    """Secret, PersistentVolumeClaim and the one-pod Job mounting it (in the order they are
+    applied): for work on the tenant's files while its StatefulSet has no pod."""
+    tid = spec.id
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(settings, claim_name(tid), tid),
+             "spec": _claim_spec(settings)}
+    labels = job_labels(tid, purpose)
+    container = {"name": "workspace", **_container(settings, spec), "command": ["sh", "-c", _HOLD]}
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name(tid, purpose), "namespace": settings.kube_namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0, "activeDeadlineSeconds": JOB_WAIT_SECONDS + 120, "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {**_pod_security(), "restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+                         "containers": [container],
+                         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name(tid)}}, _TMP]},
+            },
+        },
+    }
+    return [_secret(settings, spec), claim, job]
+
+
+def _claim_spec(settings: ControlPlaneSettings) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": f"{settings.kube_storage_gb}Gi"}}}
+    if settings.kube_storage_class:
+        spec["storageClassName"] = settings.kube_storage_class
+    return spec
+
+
+def _pod_security() -> dict[str, Any]:
+    return {"automountServiceAccountToken": False, "enableServiceLinks": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}}
+
+
+def _container(settings: ControlPlaneSettings, spec: TenantSpec) -> dict[str, Any]:
+    """What the appliance's container and the workspace Job's share: image, environment, keys,
+    resources, security context, mounts."""
+    tid, memory, cpu = spec.id, settings.tenant_memory_mb, settings.tenant_cpu
+    env = [{"name": "AAT_DATA_DIR", "value": "/data"}, {"name": "AAT_HOST", "value": "0.0.0.0"},
+           {"name": "AAT_PORT", "value": str(APPLIANCE_PORT)},
+           {"name": "AAT_PUBLIC_URL", "value": service_url(settings, tid)},
+           {"name": "AAT_GRAPH_API_BASE", "value": spec.graph_api_base},
+           {"name": "AAT_GRAPH_API_VERSION", "value": spec.graph_api_version},
+           {"name": "AAT_TENANT_ID", "value": tid}]
+    if spec.entitlements_public_key:  # public: verifies the control plane's entitlement pushes
+        env.append({"name": "AAT_ENTITLEMENTS_PUBLIC_KEY", "value": spec.entitlements_public_key})
+    return {
+        "image": settings.appliance_image, "env": env, "envFrom": [{"secretRef": {"name": secret_name(tid)}}],
+        "resources": {"requests": {"cpu": f"{max(int(cpu * 100), 10)}m", "memory": f"{max(memory // 2, 64)}Mi"},
+                      "limits": {"cpu": f"{int(cpu * 1000)}m", "memory": f"{memory}Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _secret(settings: ControlPlaneSettings, spec: TenantSpec) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(settings, secret_name(spec.id), spec.id),
+            "stringData": {"AAT_MASTER_KEY": spec.master_key, "AAT_META_APP_SECRET": spec.webhook_secret}}
+
+
+def render_yaml(settings: ControlPlaneSettings, spec: TenantSpec, *, redact: bool = False,
+                purpose: str | None = None) -> str:
+    """Multi-document YAML of :func:`tenant_manifests`, or of :func:`workspace_manifests` for
+    ``purpose`` (secret values replaced when ``redact``)."""
     import yaml
 
-    documents = tenant_manifests(settings, spec)
+    documents = tenant_manifests(settings, spec) if purpose is None else workspace_manifests(settings, spec, purpose)
     if redact:
         documents = json.loads(json.dumps(documents))
         for doc in documents:
