@@ -14,7 +14,8 @@
     ├── TooManyRequests           rate_limited    429   sign-in throttling
     └── ServiceUnavailable        unavailable     503   not ready, disk full
 
-Every error renders as ``{"error": {"code", "message", "details": [{"path", "message"}]}}``.
+Every error renders as ``{"error": {"code", "message", "details": [{"path", "message"}]}}``;
+a 503 also carries ``Retry-After``.
 Messages say what is wrong and how to fix it; they never carry message text, names, phone
 numbers or tokens (they may be logged by code).
 """
@@ -112,8 +113,17 @@ class TooManyRequests(AatError):
 
 
 class ServiceUnavailable(AatError):
+    """Try again later; ``retry_after`` (seconds) becomes the ``Retry-After`` header."""
+
     status_code = 503
     default_code = "unavailable"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: list[Detail] | None = None,
+        retry_after: int = 30,
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after
 
 
 def error_body(code: str, message: str, details: list[Detail] | None = None) -> dict[str, Any]:

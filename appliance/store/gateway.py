@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import queue
 import sqlite3
@@ -38,6 +39,15 @@ import sqlite_utils
 from appliance.errors import ServiceUnavailable
 
 __all__ = ["Gateway", "wrap_database"]
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL, or ENOSPC from a file the job wrote itself: the caller should retry
+    later (503), not see an internal error. A statement that hits a full disk can fail alone
+    and leave the transaction open, so this is checked per job as well as at COMMIT."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 T = TypeVar("T")
 log = logging.getLogger("aat.store")
@@ -196,7 +206,7 @@ class Gateway:
                 if conn.in_transaction:
                     conn.execute(f"ROLLBACK TO {savepoint}")
                     conn.execute(f"RELEASE {savepoint}")
-                    outcomes.append((False, exc))
+                    outcomes.append((False, self._unavailable(exc) if _disk_full(exc) else exc))
                     continue
                 # The error ended the whole transaction (disk full, I/O error): the jobs
                 # before it are gone too, so every job in the batch fails.
@@ -233,14 +243,19 @@ class Gateway:
             "database write failed",
             extra={"database": self._name, "error": type(exc).__name__, "jobs": len(batch)},
         )
+        failure = self._unavailable(exc)
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(failure)
+
+    @staticmethod
+    def _unavailable(exc: BaseException) -> ServiceUnavailable:
         failure = ServiceUnavailable(
             "the database cannot take writes right now (disk full or I/O error); retry later",
             code="storage_unavailable",
         )
         failure.__cause__ = exc
-        for job in batch:
-            if not job.future.done():
-                job.future.set_exception(failure)
+        return failure
 
     # --- lifecycle --------------------------------------------------------------------------
     def _check_open(self) -> None:
