@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from litestar import Litestar, Router
+from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -158,6 +159,8 @@ def create_app(
             *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[DefineMiddleware(BearerAuthMiddleware)],
+        # JSON holds user content: never let a browser sniff it into HTML
+        response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],
     )
     # The HTML pages: session pages and the app's screens, with the security headers (CSP ...).
     pages = Router(path="/", route_handlers=[*SESSION_PAGES, *WEB_PAGES], response_headers=SECURITY_HEADERS,

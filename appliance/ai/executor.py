@@ -31,8 +31,8 @@ from sqlite_utils import Database
 
 from appliance.ai import limits
 from appliance.ai import store as ai_store
-from appliance.ai.knowledge import store as knowledge
 from appliance.ai.guard import leaks_instructions
+from appliance.ai.knowledge import store as knowledge
 from appliance.ai.prompt import ParsedReply, Turn, build_prompt, conversation_turns, parse_reply
 from appliance.ai.providers import REASONS, ProviderError, Providers
 from appliance.flows.effects import CallOut, CallResult

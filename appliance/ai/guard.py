@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-__all__ = ["leaks_instructions", "RULE_RUN", "INSTRUCTION_RUN", "MIN_CHECKED", "HEADINGS"]
+__all__ = ["HEADINGS", "INSTRUCTION_RUN", "MIN_CHECKED", "RULE_RUN", "leaks_instructions"]
 
 RULE_RUN = 8
 INSTRUCTION_RUN = 12

@@ -9,7 +9,6 @@ rotation on a second sign-in of the same user, the CSRF check on one route) is n
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
