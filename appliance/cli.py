@@ -561,6 +561,25 @@ def backup_restore(path: Path, data_dir: Path | None) -> None:
     click.echo(f"restored into {settings.data_dir}; start the server with the same master key")
 
 
+@main.group("usage")
+def usage_group() -> None:
+    """This month's usage (hosted tenants report it to the control plane hourly)."""
+
+
+@usage_group.command("report")
+@data_dir_option
+def usage_report(data_dir: Path | None) -> None:
+    """Send this month's usage to the control plane now, signed; exit 1 when it was refused."""
+    import json
+
+    from appliance.entitlements.report import report_now
+
+    done = report_now(_settings(data_dir))
+    click.echo(json.dumps(done, sort_keys=True))
+    if done["status"] != 200:
+        raise SystemExit(1)
+
+
 @main.command()
 @data_dir_option
 def doctor(data_dir: Path | None) -> int:

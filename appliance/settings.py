@@ -211,6 +211,12 @@ class Settings(BaseSettings):
         description="Hosted: this workspace's tenant id, set by the control plane; entitlement "
         "tokens must name it.",
     )
+    control_plane_url: str | None = Field(
+        None,
+        description="Hosted: the control plane's base URL, set by the control plane; the month's "
+        "usage is reported there hourly, signed with a key derived from AAT_META_APP_SECRET "
+        "(unset: no usage reports).",
+    )
 
     # --- backups (appliance/backup) ---------------------------------------------------------
     backup_dir: Path | None = Field(

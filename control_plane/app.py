@@ -28,6 +28,8 @@ from control_plane.routing.routes import data_deletion, data_deletion_status, re
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.runtime import ControlPlane, http_client
 from control_plane.settings import ControlPlaneSettings, PlatformApp
+from control_plane.notices.routes import send_policy_change
+from control_plane.usage.routes import tenant_usage, usage_report
 from control_plane.web import CpDep, cp_dep, exception_handlers
 
 __all__ = ["create_app"]
@@ -102,7 +104,8 @@ def create_app(
     return Litestar(
         route_handlers=[healthz, readyz, metrics, verify_subscription, receive_webhook, data_deletion,
                         data_deletion_status, AdminController, checkout, portal, stripe_webhook,
-                        google_start, google_callback, meta_start, meta_callback, logout, me],
+                        google_start, google_callback, meta_start, meta_callback, logout, me, usage_report,
+                        tenant_usage, send_policy_change],
         dependencies={"cp": Provide(cp_dep, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

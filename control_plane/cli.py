@@ -1,4 +1,4 @@
-"""``aat-control-plane``: serve, migrate, admin tokens, tenants, audit.
+"""``aat-control-plane``: serve, migrate, admin tokens, tenants, audit, notices.
 
 Commands that change tenants write the new state to the control plane's database (audited,
 actor ``cli``); the running server converges within ``AAT_CP_SWEEP_SECONDS`` (or at its next
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from appliance import audit
 from appliance.errors import AatError, Unprocessable
 from control_plane.entitlements.cli import entitlements, license_group
+from control_plane.notices.cli import notices
 from control_plane.settings import ControlPlaneSettings, PlatformApp
 
 __all__ = ["main"]
@@ -175,6 +176,7 @@ from control_plane.tenants_cli import tenants  # noqa: E402 - registers the tena
 main.add_command(tenants)
 main.add_command(entitlements)
 main.add_command(license_group)
+main.add_command(notices)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -21,6 +21,7 @@ from control_plane.entitlements.usage import UsageCollector
 from control_plane.lifecycle.service import Lifecycle
 from control_plane.mail import MailSender
 from control_plane.metrics import Metrics
+from control_plane.notices.service import Notices
 from control_plane.notify import Notifier
 from control_plane.admin.support import SupportTokens
 from control_plane.admin.transfer import Transfers
@@ -30,6 +31,8 @@ from control_plane.routing.forwarder import Forwarder, forwarding_client
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.routing.service import Router, RoutingTable
 from control_plane.settings import ControlPlaneSettings, PlatformApp
+from control_plane.usage.meter import Overage, parse_meters
+from control_plane.usage.reports import UsageReports
 
 __all__ = ["ControlPlane", "http_client", "PerOriginTransport"]
 
@@ -100,8 +103,11 @@ class ControlPlane:
         if self.mail is not None and self.notifier.deliver is None:
             self.notifier.deliver = self.mail.deliver
         self.sessions = Sessions(settings, store, self.notifier)
+        self.notices = Notices(store.gateway, self.notifier)
         self.billing = Billing(settings, store, self.lifecycle, self.entitlements, self.notifier)
         self.usage = UsageCollector(store, http, self.lifecycle)
+        self.usage_reports = UsageReports(store, Overage(parse_meters(settings.stripe_meters), store,
+                                                         self.entitlements.plans, self.billing.client))
         self.onboarding = Onboarding(settings, platform, store, http, self.channels, self.notifier)
         self.deletions = Deletions(settings, platform, store, self.forwarder)
         self.support = SupportTokens(settings, store, self.lifecycle)

@@ -72,6 +72,10 @@ class ControlPlaneSettings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = Field(
         None, description="Signing secret of the Stripe webhook endpoint (`whsec_...`); `POST /webhooks/stripe` "
         "verifies `Stripe-Signature` with it (300 s tolerance).")
+    stripe_meters: str = Field(
+        "{}", description="Overage billed through Stripe meters: a JSON object mapping a limited quantity "
+        "(`contacts`, `ai_replies`, `seats`, `channels`) to its meter's `event_name`; what the tenants' signed "
+        "usage reports show beyond the plan's limit is sent as meter events. `{}`: none.")
     billing_grace_days: float = Field(
         7.0, ge=0, description="Days a past_due subscription keeps its tenant running before the tenant is suspended.")
 

@@ -83,7 +83,8 @@ class Lifecycle:
     # --- secrets -------------------------------------------------------------------------------
     def spec(self, row: dict[str, Any]) -> TenantSpec:
         spec = self.spec_from(row, self.store.fields, self.platform)
-        return dataclasses.replace(spec, entitlements_public_key=self.entitlements_public_key)
+        return dataclasses.replace(spec, entitlements_public_key=self.entitlements_public_key,
+                                   control_plane_url=self.settings.public_url.rstrip("/"))
 
     @staticmethod
     def spec_from(row: dict[str, Any], fields: FieldCipher, platform: PlatformApp) -> TenantSpec:

@@ -36,6 +36,7 @@ async def sweep_once(cp: ControlPlane) -> dict[str, Any]:
     summary["entitlements_due"] = await cp.entitlements.refresh_due()
     summary["suspended_past_grace"] = await cp.billing.suspend_past_grace()
     summary["usage_recorded"] = await cp.usage.collect()
+    summary["meter_events_sent"] = await cp.usage_reports.retry_overage()
     if (cp.settings.meta_app_id and cp.platform.meta_app_secret
             and (not cp.last_token_check or time.monotonic() - cp.last_token_check > TOKEN_CHECK_SECONDS)):
         cp.last_token_check = time.monotonic()

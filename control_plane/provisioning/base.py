@@ -71,6 +71,7 @@ class TenantSpec:
     graph_api_version: str = "v25.0"
     port: int | None = None  # local: the port the tenant had (kept across restarts)
     entitlements_public_key: str = ""  # the control plane's Ed25519 key, to verify pushed entitlements
+    control_plane_url: str = ""  # where the appliance reports its usage (AAT_CONTROL_PLANE_URL)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,6 +85,7 @@ def tenant_env(spec: TenantSpec, *, public_url: str) -> dict[str, str]:
         "AAT_PUBLIC_URL": public_url,
         "AAT_TENANT_ID": spec.id,
         "AAT_ENTITLEMENTS_PUBLIC_KEY": spec.entitlements_public_key,
+        "AAT_CONTROL_PLANE_URL": spec.control_plane_url,
         **spec.extra_env,
     }
 

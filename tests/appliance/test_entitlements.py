@@ -4,17 +4,25 @@ plane's push (``PUT /entitlements``), and the limits enforced where quantities g
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from litestar.testing import AsyncTestClient
+from pydantic import SecretStr
 
+from appliance.entitlements import report
 from appliance.entitlements.token import InvalidEntitlement, load_public_key, sign, verify
 from appliance.settings import Settings
 from appliance.store.workspace import Workspace
@@ -177,6 +185,48 @@ async def test_a_contact_beyond_the_limit_is_stored_but_not_automated(
     assert rows(workspace, "SELECT COUNT(*) FROM messages WHERE direction = 'in'") == [(3,)]
     got = (await client.get("/api/v1/entitlements", headers=admin)).json()
     assert (got["usage"]["contacts"], got["limit_reached"], got["over_limit"]) == (2, ["contacts"], ["contacts"])
+    reported = workspace.gateway.read_sync(report.counts, datetime.now(UTC))
+    assert reported == {"contacts": 2, "automated_contacts": 1, "ai_replies": 0, "seats": 0, "channels": 1,
+                        "messages": 5}
+
+
+def test_a_usage_report_is_signed_with_a_key_derived_from_the_webhook_secret(settings: Settings) -> None:
+    """What the control plane receives (its side: tests/control_plane/test_usage_reports.py)."""
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append((self.path, {k.lower(): v for k, v in self.headers.items()},
+                             self.rfile.read(int(self.headers["Content-Length"]))))
+            answer = b'{"status": "recorded"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    hosted = settings.model_copy(update={"control_plane_url": f"http://127.0.0.1:{server.server_address[1]}/",
+                                         "meta_app_secret": SecretStr("tenant-webhook-secret")})
+    assert report.configured(hosted) and not report.configured(settings.model_copy(update={"control_plane_url": None}))
+    numbers = {"contacts": 3, "automated_contacts": 1, "ai_replies": 7, "seats": 2, "channels": 1, "messages": 40}
+    body = report.build(TENANT, numbers, NOW)
+    assert report.send(hosted, body) == {"status": 200, "answer": {"status": "recorded"}}
+    server.server_close()
+    [(path, headers, sent_body)] = received
+    assert (path, sent_body, headers["content-type"]) == ("/usage/reports", body, "application/json")
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"aat-usage-report/v1").derive(
+        b"tenant-webhook-secret")
+    assert headers["x-aat-usage-signature"] == "v1=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    assert headers["x-aat-usage-signature"] != "v1=" + hmac.new(b"tenant-webhook-secret", body, hashlib.sha256).hexdigest()
+    parsed = json.loads(body)
+    assert (parsed["tenant"], parsed["period"], parsed["usage"], len(parsed["report_id"])) == (
+        TENANT, NOW.strftime("%Y-%m"), numbers, 32)
+    assert report.build(TENANT, numbers, NOW) != body  # a fresh report id every time
 
 
 # --- the license file ----------------------------------------------------------------------------

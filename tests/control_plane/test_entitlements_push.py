@@ -1,9 +1,11 @@
 """Entitlements pushed by a real control plane to real appliance processes (local provisioner):
 after provisioning, on a plan change, to an appliance that is down for a while, and again by
-the sweep when the token in force has less than 7 days left."""
+the sweep when the token in force has less than 7 days left. Usage comes back: read by the
+sweep, and reported signed by the appliance (``aat-appliance usage report``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -125,3 +127,23 @@ def test_the_sweep_records_each_tenants_usage_once_an_hour(cp: ControlPlaneServe
         (time.strftime("%Y-%m", time.gmtime()), "starter", used["contacts"], used["seats"], used["channels"],
          used["ai_replies_per_month"])]
     assert cp.run(sweep_once(cp.cp))["usage_recorded"] is None  # within the hour
+
+
+def test_the_appliance_reports_its_usage_signed(cp: ControlPlaneServer, tenant: str) -> None:
+    """The control plane gave the appliance AAT_CONTROL_PLANE_URL; ``aat-appliance usage report``
+    signs with the key derived from the webhook secret it was given, and what is recorded is the
+    appliance's own numbers (the refusals: test_usage_reports)."""
+    from control_plane.lifecycle import store as tenants
+
+    own = entitlements_of(cp, tenant)["usage"]
+    row = cp.run(cp.cp.store.gateway.read(tenants.get_tenant, tenant))
+    done = cp.run(cp.cp.lifecycle.provisioner.exec(cp.cp.lifecycle.spec(row), ["aat-appliance", "usage", "report"]))
+    assert done.exit_code == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert (printed["status"], printed["answer"]["status"]) == (200, "recorded")
+    [recorded] = cp.ok("GET", f"/tenants/{tenant}/usage")["reports"]
+    assert recorded["report_id"] == printed["answer"]["report_id"]
+    assert {k: recorded[k] for k in ("contacts", "ai_replies", "seats", "channels")} == {
+        "contacts": own["contacts"], "ai_replies": own["ai_replies_per_month"], "seats": own["seats"],
+        "channels": own["channels"]}
+    assert (recorded["automated_contacts"], recorded["messages"]) == (recorded["contacts"], 0)

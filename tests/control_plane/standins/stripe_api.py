@@ -1,5 +1,7 @@
 """A stand-in for the Stripe API (version 2026-10-28.endive shapes), enough for billing:
-customers, prices, Checkout Sessions, Customer Portal sessions, subscriptions. A real HTTP
+customers, prices, Checkout Sessions, Customer Portal sessions, subscriptions, billing meter
+events (``identifier`` unique: a second event with one is refused as Stripe does; a repeated
+``Idempotency-Key`` with the same parameters gets the first answer again). A real HTTP
 server on loopback that checks the secret key (``Authorization: Bearer``), decodes Stripe's
 form encoding, records every request (method, path, the flat form fields, headers) and keeps
 the state those requests build. Tests play Stripe's side too: :meth:`StripeStandIn.complete_checkout`
@@ -54,6 +56,8 @@ class StripeStandIn:
         self.customers: dict[str, dict[str, Any]] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.meter_events: dict[str, dict[str, Any]] = {}  # by identifier: what would be billed
+        self.idempotent: dict[str, tuple[dict[str, str], int, dict[str, Any]]] = {}  # Idempotency-Key -> first answer
         self.fail_next: list[int] = []  # statuses to answer the next requests with (an outage)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -152,7 +156,19 @@ class StripeStandIn:
         url = urllib.parse.urlsplit(handler.path)
         form = dict(urllib.parse.parse_qsl(raw or url.query, keep_blank_values=True))
         self.requests.append(Recorded(handler.command, url.path, form, {k.lower(): v for k, v in handler.headers.items()}))
-        status, body = self._route(handler.command, url.path, form, handler.headers.get("Authorization", ""))
+        key = handler.headers.get("Idempotency-Key")
+        with self._lock:
+            first = self.idempotent.get(key) if key and handler.command == "POST" else None
+        if first is not None and first[0] == form:
+            status, body = first[1], first[2]
+        elif first is not None:
+            status, body = 400, _error("idempotency_error", "Keys for idempotent requests can only be used with "
+                                       "the same parameters they were first used with.")
+        else:
+            status, body = self._route(handler.command, url.path, form, handler.headers.get("Authorization", ""))
+            if key and handler.command == "POST" and status < 500:
+                with self._lock:
+                    self.idempotent[key] = (form, status, body)
         data = json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -176,6 +192,8 @@ class StripeStandIn:
                 return 200, {"id": self.new_id("bps"), "object": "billing_portal.session", "customer": form["customer"],
                              "return_url": form.get("return_url"), "created": int(time.time()), "livemode": False,
                              "url": f"https://billing.stripe.com/p/session/{self.new_id('test')}"}
+            if method == "POST" and parts == ["v1", "billing", "meter_events"]:
+                return self._meter_event(form)
             if method == "POST" and parts == ["v1", "customers"]:
                 customer = {"id": self.new_id("cus"), "object": "customer", "email": form.get("email"),
                             "created": int(time.time()), "livemode": False, "metadata": {}}
@@ -210,6 +228,28 @@ class StripeStandIn:
         }
         self.sessions[session_id] = session
         return 200, self._public(session)
+
+
+    def _meter_event(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/billing/meter_events``: ``event_name``, ``payload[...]`` with the customer
+        and a whole-number ``value``, optional ``identifier`` (unique) and ``timestamp``."""
+        payload = {k[8:-1]: v for k, v in form.items() if k.startswith("payload[")}
+        if not form.get("event_name"):
+            return 400, _error("invalid_request_error", "Missing required param: event_name.", "event_name")
+        if payload.get("stripe_customer_id") not in self.customers:
+            return 400, _error("invalid_request_error", f"No such customer: '{payload.get('stripe_customer_id')}'",
+                               "payload[stripe_customer_id]")
+        if not payload.get("value", "").isdigit():
+            return 400, _error("invalid_request_error", "payload[value] must be a whole number", "payload[value]")
+        identifier = form.get("identifier") or self.new_id("mev")
+        if identifier in self.meter_events:
+            return 400, _error("invalid_request_error", f"An event already exists with identifier {identifier}.",
+                               "identifier", code="duplicate_meter_event")
+        event = {"object": "billing.meter_event", "created": int(time.time()), "event_name": form["event_name"],
+                 "identifier": identifier, "livemode": False, "payload": payload,
+                 "timestamp": int(form.get("timestamp") or time.time())}
+        self.meter_events[identifier] = event
+        return 200, event
 
 
 def _error(kind: str, message: str, param: str | None = None, *, code: str | None = None) -> dict[str, Any]:
