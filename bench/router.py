@@ -3,6 +3,8 @@
     .venv/bin/python bench/router.py [--rate 1000] [--seconds 20] [--tenants 100] [--dead 10]
                                      [--batch 1] [--connections 64] [--baseline]
     .venv/bin/python bench/router.py --client-only [--rounds 3]
+    .venv/bin/python bench/router.py --profile ...   # also py-spy (--gil) on the control plane
+
 
 - The control plane (``aat-control-plane serve``'s app, with uvicorn as ``serve`` runs it) is a
   separate process on a data directory seeded with ``--tenants`` active tenants, one Page each.
@@ -20,6 +22,10 @@
   per event. ``--baseline`` runs the same load with no dead tenant first, for comparison.
   Results: ``bench/results/router-*.json``. To compare two versions of the forwarder, run this
   driver against clean exports of both commits (``git archive``), one after the other.
+- ``--profile``: samples the control plane with ``py-spy record --gil`` (only the thread holding
+  the GIL, i.e. Python CPU) while the load runs, and reports the share of samples per part of the
+  work (``PARTS``: inbound HTTP stack, the webhook handler, the journal and marks on the writer
+  thread, forwarding, the rest); the raw samples go to ``bench/results/``.
 - ``--client-only``: the forwarding client alone, side by side in one run: 3,000 POSTs of 1 KB
   over 10 local origins with 8 in flight, through the forwarder's ``ForwardingClient``
   (aiohttp used directly) and through ``httpx.AsyncClient`` over the appliance's
@@ -166,18 +172,23 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
     tenants = []
     sink = Sink()
     refused, blackholed = set(), set()
+    held: list[socket.socket] = []  # refused tenants' ports: bound, never listening, so no one else gets them
     for i in range(args.tenants):
         tport = free_port()
         tenant_id = f"t{i:012x}"
         page = f"1{i:014d}"
-        tenants.append((tenant_id, page, f"http://127.0.0.1:{tport}"))
         if i < dead // 2:
             refused.add(page)
+            hold = socket.socket()
+            hold.bind(("127.0.0.1", 0))
+            held.append(hold)
+            tport = hold.getsockname()[1]
         elif i < dead:
             blackholed.add(page)
             await sink.listen(tport, blackhole=True)
         else:
             await sink.listen(tport)
+        tenants.append((tenant_id, page, f"http://127.0.0.1:{tport}"))
     seed(root / "cp", master_key, tenants)
     (root / "urls.json").write_text(json.dumps({t: u for t, _, u in tenants}))
     port = free_port()
@@ -189,6 +200,7 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
         await _wait_ready(port)
         plan, owner = build_plan(args.rate, args.seconds, args.batch, [p for _, p, _ in tenants])
         cpu_before = _cpu(proc.pid)
+        spy = _start_profile(proc.pid, args.seconds + 1, dead) if args.profile else None
         result = await drive(port, plan, args.connections)
         healthy = {m: p for m, p in owner.items() if p not in refused and p not in blackholed}
         # Wait for the healthy tenants' events while they keep arriving; "lost" means none came
@@ -199,6 +211,7 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
             if len(sink.arrivals) > seen:
                 deadline, seen = time.monotonic() + 30, len(sink.arrivals)
         cpu = _cpu(proc.pid) - cpu_before
+        profile = await asyncio.to_thread(_finish_profile, *spy) if spy else None
         lost = [m for m in healthy if m not in sink.arrivals]
         delivery = [sink.arrivals[m] - result["sent_at"][m] for m in healthy if m in sink.arrivals]
         dead_ids = [t for t, p, _ in tenants if p in refused or p in blackholed]
@@ -212,7 +225,7 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
             "delivery_healthy": summary(delivery), "forward_requests": sink.requests,
             "dead_tenant_events": expected_pending, "dead_tenant_events_journaled": pending,
             "cp_cpu_seconds": round(cpu, 2), "cp_cpu_ms_per_event": round(cpu * 1000 / max(1, len(owner)), 3),
-            "connections": result["connections"],
+            "connections": result["connections"], **({"profile_share": profile} if profile else {}),
         }
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -221,7 +234,40 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         await sink.aclose()
+        for hold in held:
+            hold.close()
         log.close()
+
+
+# The parts of the work, by the first frame of a sample's stack that matches (innermost wins).
+PARTS = [
+    ("writer thread: journal + marks (SQLCipher)", "Gateway._write_loop"),
+    ("forwarding (client, batches, signing)", "Forwarder."),
+    ("webhook handler: verify, split, route", "receive_webhook"),
+    ("inbound HTTP (uvicorn + Litestar)", "uvicorn/"),
+]
+
+
+def _start_profile(pid: int, seconds: float, dead: int) -> tuple[subprocess.Popen[bytes], Path]:
+    import shutil
+
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"router-profile-{time.strftime('%Y%m%d-%H%M%S')}-dead{dead}.txt"
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "--gil", "-r", "200", "-f", "raw", "-o", str(out),
+                             "-d", str(int(seconds) + 1), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out
+
+
+def _finish_profile(spy: subprocess.Popen[bytes], out: Path) -> dict[str, float]:
+    spy.wait(120)
+    counts: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        part = next((name for name, mark in PARTS if mark in stack), "other")
+        counts[part] = counts.get(part, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {part: round(100 * n / total, 1) for part, n in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 def _cpu(pid: int) -> float:
@@ -346,6 +392,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run with no dead tenant first")
     parser.add_argument("--client-only", action="store_true", help="the forwarding client alone (see above)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="py-spy --gil on the control plane (see above)")
     args = parser.parse_args()
     if args.client_only:
         outcome = asyncio.run(client_only(args.rounds))

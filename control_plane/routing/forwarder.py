@@ -11,8 +11,15 @@
 - **Durability.** The journal (``deliveries``) is the truth; the in-memory queue is a cache of
   it (at most ``max_memory`` rows per tenant; beyond that rows stay in the database and are
   read back as the queue drains). A delivery is marked delivered only after the tenant's 2xx
-  (at least once: a crash in between forwards it again; the appliance deduplicates).
+  (at least once: a crash in between forwards it again; the appliance deduplicates). The marks
+  of every tenant are gathered for ``MARK_SECONDS`` (50 ms) and written as one writer job, not
+  one per forward: a crash inside that window forwards those again, which at least once allows.
   Failures follow :class:`~control_plane.routing.schedule.RetryPolicy`, then dead-letter.
+- **Circuit breaking.** A failed forward opens the tenant's circuit until its batch's next
+  attempt: deliveries arriving meanwhile are not tried one by one (each would cost a refused
+  connection or a timeout slot and a journal write) but wait, and go together in the one probe
+  request at that time (one request in flight while the circuit is open). A 2xx closes it, so
+  does the provisioner's word that the appliance is back (:meth:`Forwarder.set_up`).
 - **The HTTP client.** Forwards go through the forwarder's own
   :class:`~control_plane.routing.client.ForwardingClient` (one ``aiohttp.ClientSession`` used
   directly, created in the running loop on the first forward, closed by :meth:`Forwarder.close`):
@@ -57,6 +64,7 @@ log = logging.getLogger("aat.cp.forwarder")
 DATA_DELETION = "aat.data_deletion"
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ITEMS = 200
+MARK_SECONDS = 0.05
 
 
 @dataclass
@@ -94,6 +102,7 @@ class _Queue:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     inflight: int = 0
     task: asyncio.Task[None] | None = None
+    open_until: float = 0.0  # circuit open (epoch seconds of the next probe); 0: closed
 
 
 class Forwarder:
@@ -111,6 +120,8 @@ class Forwarder:
         self._queues: dict[str, _Queue] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._marks: list[int] = []
+        self._marking: asyncio.Task[None] | None = None
 
     # --- set-up ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,6 +149,7 @@ class Forwarder:
         if up:
             queue = self._queue(tenant_id)
             now = time.time()
+            queue.open_until = 0.0
             for item in queue.items.values():
                 item.due = min(item.due, now)
             queue.wake.set()
@@ -175,7 +187,28 @@ class Forwarder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._marking is not None:
+            await asyncio.gather(self._marking, return_exceptions=True)
+        await self._write_marks()
         await self.client.aclose()
+
+    # --- delivered marks, one writer job per MARK_SECONDS ------------------------------------------
+    def _mark_delivered(self, ids: list[int]) -> None:
+        self._marks.extend(ids)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._marks_soon())
+
+    async def _marks_soon(self) -> None:
+        await asyncio.sleep(MARK_SECONDS)
+        await self._write_marks()
+
+    async def _write_marks(self) -> None:
+        ids, self._marks = self._marks, []
+        if ids:
+            try:
+                await self.gateway.write(store.mark_delivered, ids, to_iso_epoch(time.time()))
+            except Exception:  # noqa: BLE001 - left pending: forwarded again later (at least once)
+                log.exception("recording deliveries failed", extra={"deliveries": len(ids)})
 
     # --- the worker -----------------------------------------------------------------------------
     async def _work(self, queue: _Queue) -> None:
@@ -189,7 +222,8 @@ class Forwarder:
                 await self._load(queue)
             now = time.time()
             sleep_for = 3600.0
-            while queue.inflight < self.concurrency:
+            limit = 1 if queue.open_until else self.concurrency  # one probe at a time while open
+            while queue.inflight < limit and now >= queue.open_until:
                 batch = self._batch(queue, now)
                 if not batch:
                     break
@@ -198,8 +232,8 @@ class Forwarder:
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
             waiting = [i.due for i in queue.items.values() if not i.inflight]
-            if waiting and queue.inflight < self.concurrency:
-                sleep_for = max(0.0, min(waiting) - now)
+            if waiting and queue.inflight < limit:
+                sleep_for = max(0.0, min(waiting) - now, queue.open_until - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(queue.wake.wait(), sleep_for)
 
@@ -246,13 +280,15 @@ class Forwarder:
             ok, error = await self._post(target, batch)
             now = time.time()
             if ok:
-                await self.gateway.write(store.mark_delivered, [i.id for i in batch], to_iso_epoch(now))
+                queue.open_until = 0.0
+                self._mark_delivered([i.id for i in batch])
                 for item in batch:
                     queue.items.pop(item.id, None)
                     self.metrics.forwarded.inc()
                     self.metrics.delivery_seconds.observe(max(0.0, now - item.received))
             else:
                 outcomes = []
+                retry_at = []
                 for item in batch:
                     item.attempts += 1
                     due = self.policy.next_attempt(item.attempts, item.received, now)
@@ -262,6 +298,8 @@ class Forwarder:
                         self.metrics.dead_letters.inc()
                     else:
                         item.due = due
+                        retry_at.append(due)
+                queue.open_until = min(retry_at) if retry_at else now
                 self.metrics.forward_failures.inc()
                 log.info("forward failed", extra={"tenant": target.tenant_id, "error": error, "deliveries": len(batch)})
                 await self.gateway.write(store.mark_failed, outcomes, error, to_iso_epoch(now))

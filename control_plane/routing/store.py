@@ -15,7 +15,7 @@ from appliance.store.rows import many, one
 from control_plane.routing.split import body_of
 
 __all__ = [
-    "journal", "pending_for", "tenants_with_pending", "mark_delivered", "mark_failed", "list_deliveries",
+    "journal", "journal_many", "pending_for", "tenants_with_pending", "mark_delivered", "mark_failed", "list_deliveries",
     "get_delivery", "replay", "claim_unclaimed", "purge", "bump", "counters", "drop_tenant",
     "users_tenants", "forget_user", "record_deletion", "deletion_by_code", "dead_letter_expired",
     "retry_now",
@@ -51,6 +51,21 @@ def journal(
         "ON CONFLICT (user_hash, tenant_id) DO UPDATE SET last_seen_at = excluded.last_seen_at",
         [(h, t, now) for h, t in users])
     return ids
+
+
+def journal_many(db: Database, deliveries: list[tuple[Any, ...]]) -> list[list[int] | Exception]:
+    """:func:`journal` for several deliveries in one transaction, each in a savepoint of its own:
+    per delivery its ids, or the exception that undid only its rows."""
+    outcomes: list[list[int] | Exception] = []
+    for args in deliveries:
+        db.conn.execute("SAVEPOINT delivery")
+        try:
+            outcomes.append(journal(db, *args))
+        except Exception as exc:  # noqa: BLE001 - this delivery's request answers with it
+            db.conn.execute("ROLLBACK TO delivery")
+            outcomes.append(exc)
+        db.conn.execute("RELEASE delivery")
+    return outcomes
 
 
 def pending_for(db: Database, tenant_id: str, after_id: int, limit: int) -> list[dict[str, Any]]:

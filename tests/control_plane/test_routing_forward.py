@@ -226,3 +226,27 @@ async def test_the_client_follows_no_redirect_keeps_no_cookie_and_ignores_proxy_
     assert [b for _, b in tenant.requests] == [b"{}", b"[]"]
     assert b"cookie:" not in tenant.requests[1][0].lower()
     assert tenant.connections == 1
+
+
+async def test_a_failing_tenant_is_tried_once_per_retry_not_once_per_delivery(cp: Store) -> None:
+    """The circuit: after a failure, deliveries arriving meanwhile wait for the one probe."""
+    tenant = Tenant(lambda n: b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n" if n == 1 else OK)
+    url = await tenant.start()
+    forwarder = Forwarder(cp.gateway, forwarding_client(user_agent="t"), Metrics(), policy=RetryPolicy(delays=(0.6,)))
+    target = new_tenant(cp, url)
+    forwarder.set_target(target)
+    ids = await journal(cp, forwarder, target.tenant_id, [page("m1")])
+    await until(lambda: _failed_with(cp, ids), "the failure")
+    for mid in ("m2", "m3", "m4"):
+        now = iso_now()
+        (new,) = await cp.gateway.write(store.journal, [(target.tenant_id, "page", 1, page(mid))], [], [], now, now)
+        forwarder.enqueue(target.tenant_id, [await cp.gateway.read(store.get_delivery, new)])
+        ids.append(new)
+    await asyncio.sleep(0.2)
+    assert len(tenant.requests) == 1  # open: the new deliveries were not tried one by one
+    await until(lambda: _status_is(cp, ids, "delivered"), "the probe")
+    await forwarder.close()
+    tenant.close()
+    assert len(tenant.requests) == 2
+    entries = json.loads(tenant.requests[1][1])["entry"]
+    assert [e["messaging"][0]["message"]["mid"] for e in entries] == ["m1", "m2", "m3", "m4"]
