@@ -28,7 +28,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class _Envelope(msgspec.Struct):
-    object: str = ""
+    # Any: a JSON object whose ``object`` is not a string is still journaled (the processor
+    # records it as a problem); only a body that is not a JSON object at all is refused.
+    object: Any = ""
 
 
 @get("/webhooks/meta", media_type="text/plain", include_in_schema=True, sync_to_thread=False)
@@ -74,7 +76,8 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: RuntimeDep) 
         raise BadRequest("the body is not a JSON object", code="invalid_json") from exc
     await runtime.db.write(journal.append, body, iso_now())
     metrics.webhooks_received.labels(
-        object=envelope.object if envelope.object in WEBHOOK_OBJECTS else "other"
+        object=envelope.object if isinstance(envelope.object, str) and envelope.object in WEBHOOK_OBJECTS
+        else "other"
     ).inc()
     if runtime.processor is not None:
         runtime.processor.wake()
