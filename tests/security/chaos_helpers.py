@@ -1,5 +1,5 @@
 """Helpers of the chaos tests (tests/security/test_chaos_*.py): a small tmpfs mounted for as
-long as a test needs it, and a disk filled to the last byte.
+long as a test needs it (root only), a disk filled to the last byte, and tests/e2e's appliance factory on a fresh template.
 
 The tests run ``aat-appliance serve`` as a real subprocess through tests/e2e/conftest.py's
 :class:`~tests.e2e.conftest.Appliance`; what they add is the hostile environment.
@@ -24,10 +24,19 @@ _CHUNK = b"\0" * 65536
 @contextmanager
 def tmpfs(path: Path, *, size_kib: int) -> Iterator[Path]:
     """Mount a tmpfs of ``size_kib`` KiB (mode 0700, like a data dir) on ``path``; always
-    unmounted afterwards, passed or failed. Needs root (``mount -t tmpfs``)."""
+    unmounted afterwards, passed or failed.
+
+    Needs root (CAP_SYS_ADMIN). A tmpfs in a user namespace (``unshare --user
+    --map-root-user --mount``) does not serve: the test process and the server it starts
+    would reach it only through ``/proc/<pid>/root/...``, and SQLite resolves that magic
+    link to ``/``, so the database would land outside it (tried; see the module docstring of
+    tests/security/test_chaos_disk_full.py). Without root the mount fails loudly.
+    """
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(path)],
-                   check=True, capture_output=True, timeout=30)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(path)],
+                             check=False, capture_output=True, text=True, timeout=30)
+    if mounted.returncode != 0:
+        raise RuntimeError(f"the disk-full chaos tests mount a tmpfs and need root: {mounted.stderr.strip()}")
     try:
         yield path
     finally:

@@ -11,6 +11,10 @@ Below, the same contract one layer down (appliance/store/gateway.py), in-process
 tmpfs: a write that meets the full disk, at COMMIT or in its own statement or file, fails as
 ``ServiceUnavailable("storage_unavailable")``, commits nothing, and the next write after space
 is freed succeeds.
+
+The tmpfs needs root. A user-namespace tmpfs was tried as the fallback and does not work:
+outside the namespace it is reachable only as ``/proc/<holder pid>/root/<dir>``, and SQLite's
+path canonicalisation reads that magic link as ``/`` and opens the database outside it.
 """
 
 from __future__ import annotations
