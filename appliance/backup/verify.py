@@ -63,12 +63,17 @@ def resolve_backup(path: Path) -> Path:
 
 
 def _unpack(path: Path, into: Path) -> dict:
-    """Extract only plain files with safe relative names; returns the manifest."""
+    """Extract only plain files with safe relative names; returns the manifest. No link, device,
+    directory entry or sparse file (whose holes would unpack to far more than the archive holds:
+    a tar bomb), and never more bytes than the archive itself has."""
+    budget = path.stat().st_size
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar.getmembers():
                 name = PurePosixPath(member.name)
-                if not member.isfile() or name.is_absolute() or ".." in name.parts:
+                budget -= member.size
+                if (not member.isfile() or member.issparse() or name.is_absolute() or ".." in name.parts
+                        or budget < 0):
                     raise BackupError(f"{path.name} holds an unexpected entry {member.name!r}: not an AAT backup")
                 source = tar.extractfile(member)
                 assert source is not None
