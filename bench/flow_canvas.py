@@ -12,12 +12,16 @@ headless Chromium per round and size:
 - **edit**: typing in the selected step's Text field (the document updated, that node and its
   connections redrawn, the unsaved-changes check; measured in the page around the synchronous
   input handler plus the layout it causes), ``--edits`` times;
-- **redraw**: the canvas drawn again after one step changed (what connecting, undo, adding or
-  deleting a step cost: that node rebuilt and measured, every connection re-routed), and
-  **redraw_all**: every node rebuilt (opening, showing stats), ``--edits`` times each;
-- **drag**: ``--moves`` pointer moves dragging one node (the node and its own connections
-  are updated; measured in the page per move, plus the style/layout the browser then does,
-  forced with ``getBoundingClientRect`` so it is counted).
+- **redraw**: the canvas drawn again after one step changed, the way the editor does it for
+  connecting, adding, deleting or a form change (``render`` told which step changed: that node
+  rebuilt and measured, its connections synced); **redraw_nohint**: the same change drawn by
+  comparing every step (undo/redo, loading); **redraw_all**: every node rebuilt (opening,
+  showing stats); **edit**: a whole one-step edit through the editor (a button reconnected:
+  the undo record, the unsaved-changes check, the redraw, the side panel), ``--edits`` times each;
+- **drag**: ``--moves`` pointer moves dragging one node, each followed by the frame's work
+  (``canvas.flush()``: the node and its own connections moved; without it that happens in the
+  next animation frame), plus the style/layout the browser then does, forced with
+  ``getBoundingClientRect`` so it is counted.
 
 Reports medians per size and the 200/20 ratio; results in ``bench/results/flow_canvas-*.json``.
 Target: with 200 steps, a drag move, a keystroke and a one-step redraw under 16 ms (a 60 fps
@@ -79,15 +83,28 @@ EDIT_JS = """async (n) => {
   return times;
 }"""
 
-REDRAW_JS = """async ([n, all]) => {
+REDRAW_JS = """async ([n, mode]) => {
   const editor = await import('/static/flow_editor.js');
   const view = {selected: null, selectedEdge: null, errors: {}, stats: null};
   const times = [];
   for (let i = 0; i < n; i++) {
-    editor.state.doc.steps.s3.text = `Changed ${i}`;  // what connecting, undo or adding a step does
-    if (all) for (const info of editor.canvas.nodes.values()) info.key = null;  // every node rebuilt
+    editor.state.doc.steps.s3.text = `Changed ${i}`;  // one step changed
+    if (mode === 'all') for (const info of editor.canvas.nodes.values()) info.key = null;  // every node rebuilt
     const t0 = performance.now();
-    editor.canvas.render(editor.state.doc, view);
+    editor.canvas.render(editor.state.doc, view, mode === 'one' ? {changed: ['s3']} : {});
+    document.querySelector('#nodes').getBoundingClientRect();
+    times.push(performance.now() - t0);
+    await new Promise(requestAnimationFrame);
+  }
+  return times;
+}"""
+
+EDIT_STEP_JS = """async (n) => {
+  const editor = await import('/static/flow_editor.js');
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    editor.edit((doc) => { doc.steps.s3.buttons[1].next = i % 2 ? 's5' : 's6'; }, {changed: ['s3']});
     document.querySelector('#nodes').getBoundingClientRect();
     times.push(performance.now() - t0);
     await new Promise(requestAnimationFrame);
@@ -96,6 +113,7 @@ REDRAW_JS = """async ([n, all]) => {
 }"""
 
 DRAG_JS = """async ([id, n]) => {
+  const editor = await import('/static/flow_editor.js');
   const head = document.querySelector(`[data-step-id="${id}"] .fnode-head`);
   const box = head.getBoundingClientRect();
   const opts = (x, y) => ({bubbles: true, clientX: x, clientY: y, button: 0, pointerId: 1, isPrimary: true});
@@ -104,6 +122,7 @@ DRAG_JS = """async ([id, n]) => {
   for (let i = 1; i <= n; i++) {
     const t0 = performance.now();
     head.dispatchEvent(new PointerEvent('pointermove', opts(box.x + 20 + i * 3, box.y + 5 + i)));
+    if (editor.canvas.flush) editor.canvas.flush();  // the frame's work, now rather than at the next frame
     document.querySelector('#nodes').getBoundingClientRect();
     times.push(performance.now() - t0);
     await new Promise(requestAnimationFrame);
@@ -148,7 +167,7 @@ def main() -> None:
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url("**/inbox")
-            samples: dict[int, dict[str, list[float]]] = {s: {"open_ms": [], "edit_ms": [], "redraw_ms": [], "redraw_all_ms": [], "drag_ms": []} for s in ids}
+            samples: dict[int, dict[str, list[float]]] = {s: {"open_ms": [], "edit_ms": [], "redraw_ms": [], "redraw_nohint_ms": [], "redraw_all_ms": [], "edit_step_ms": [], "drag_ms": []} for s in ids}
             for _ in range(args.rounds):
                 for size, flow_id in ids.items():
                     started = time.perf_counter()
@@ -159,8 +178,10 @@ def main() -> None:
                     page.locator('[data-step-id="s1"] .fnode-head').click()
                     samples[size]["edit_ms"] += page.evaluate(EDIT_JS, args.edits)
                     samples[size]["drag_ms"] += page.evaluate(DRAG_JS, ["s5", args.moves])
-                    samples[size]["redraw_ms"] += page.evaluate(REDRAW_JS, [args.edits, False])
-                    samples[size]["redraw_all_ms"] += page.evaluate(REDRAW_JS, [args.edits, True])
+                    samples[size]["redraw_ms"] += page.evaluate(REDRAW_JS, [args.edits, "one"])
+                    samples[size]["redraw_nohint_ms"] += page.evaluate(REDRAW_JS, [args.edits, "compare"])
+                    samples[size]["redraw_all_ms"] += page.evaluate(REDRAW_JS, [args.edits, "all"])
+                    samples[size]["edit_step_ms"] += page.evaluate(EDIT_STEP_JS, args.edits)
             browser.close()
         for size, values in samples.items():
             results[str(size)] = {k: round(median(v), 2) for k, v in values.items()}
@@ -168,7 +189,7 @@ def main() -> None:
                 len([p for p in s.get("buttons", [])]) + (2 if s["type"] == "condition" else 0)
                 for s in flow(size)["steps"].values())
         results["ratio_200_over_20"] = {k: round(results["200"][k] / results["20"][k], 2)
-                                        for k in ("open_ms", "edit_ms", "redraw_ms", "redraw_all_ms", "drag_ms")}
+                                        for k in samples[200]}
     finally:
         appliance.cleanup()
         graph.stop()

@@ -3,7 +3,9 @@
 // [data-edge="from:to"] (with data-port naming where it starts), and with stats shown a node
 // carries data-entered. The canvas owns no document state: render(doc, view) draws it, and
 // gestures come back as callbacks (select, move, connect), which the editor turns into edits.
-// Dragging a node touches only that node and its own connections, so 200 steps stay smooth.
+// Dragging a node touches only that node and its own connections, once per animation frame,
+// and an edit of one step redraws that step and its connections (render's hint), so 200 steps
+// stay smooth.
 
 import { el } from "./ui.js";
 import { STEP_TYPES, ports, summary } from "./flow_model.js";
@@ -39,7 +41,10 @@ export class Canvas {
     this.handlers = handlers;
     this.view = { x: 40, y: 40, z: 1 };
     this.nodes = new Map(); // id -> {el, x, y, w, ports: {port: dy}}
-    this.edges = []; // {g, from, port, to}
+    this.edges = new Map(); // "from|port" -> {g, from, port, to, kind, selected, d}
+    this.incident = new Map(); // step id -> Set of the edges that start or end there
+    this.pendingMove = null; // {id, x, y}: a drag position waiting for the next frame
+    this.frame = 0;
     this.doc = null;
     this.gesture = null;
     const defs = svg("defs", {});
@@ -57,11 +62,21 @@ export class Canvas {
     return marker;
   }
 
-  /** Draws the whole document. view: {selected, selectedEdge, errors: {step: [msg]}, stats} */
-  render(doc, view) {
-    // Keyed: a node whose step and marks did not change keeps its element and its measured
-    // ports, so connecting, undoing or adding one step rebuilds and measures that one node.
+  /** Draws the document. view: {selected, selectedEdge, errors: {step: [msg]}, stats}.
+   *
+   * With hint.changed (step ids), only those steps are looked at: the caller promises that
+   * no other step's content, position or marks changed. Each listed step is added, removed or
+   * (if its key changed) rebuilt and measured; its own connections are synced and the ones
+   * into it re-routed. Cost: O(changed steps and their connections), not O(document).
+   * Without a hint, every step is compared by key (undo, load, stats, errors). */
+  render(doc, view, hint = {}) {
     this.doc = doc;
+    if (hint.changed && this.nodes.size) {
+      for (const id of new Set(hint.changed)) this._syncStep(id, doc, view);
+      return;
+    }
+    // Keyed: a node whose step and marks did not change keeps its element and its measured
+    // ports, so a changed step rebuilds and measures that one node.
     const previous = this.nodes;
     this.nodes = new Map();
     const fresh = [];
@@ -98,40 +113,100 @@ export class Canvas {
     for (const row of info.el.querySelectorAll(".out-row")) info.ports[row.dataset.port] = row.offsetTop + row.offsetHeight / 2;
   }
 
+  /** One step brought up to date (see render's hint): its node, its connections. */
+  _syncStep(id, doc, view) {
+    const step = doc.steps[id];
+    let info = this.nodes.get(id);
+    if (!step) {
+      if (!info) return;
+      info.el.remove();
+      this.nodes.delete(id);
+      for (const edge of [...(this.incident.get(id) || [])]) this._unlink(edge);
+      this.incident.delete(id);
+      return;
+    }
+    const at = doc.layout[id] || { x: 0, y: 0 };
+    const key = this._key(id, step, doc, view);
+    const created = !info;
+    if (created || info.key !== key) {
+      const el = this._node(id, step, doc, view);
+      el.style.transform = `translate(${at.x}px, ${at.y}px)`;
+      if (created) {
+        info = { el, key, x: at.x, y: at.y, w: 0, ports: {} };
+        this.nodes.set(id, info);
+        this.nodesEl.append(el);
+      } else {
+        info.el.replaceWith(el);
+        Object.assign(info, { el, key });
+      }
+      this._measure(info);
+    }
+    if (info.x !== at.x || info.y !== at.y) {
+      info.el.style.transform = `translate(${at.x}px, ${at.y}px)`;
+      Object.assign(info, { x: at.x, y: at.y });
+    }
+    this._syncOutgoing(id, step, view);
+    if (created) { // a step drafted before with a reference to this id now gets its connection
+      for (const [from, other] of Object.entries(doc.steps)) {
+        if (from !== id && ports(other).some((p) => p.target === id)) this._syncOutgoing(from, other, view);
+      }
+    }
+    for (const edge of this.incident.get(id) || []) if (edge.to === id) this._route(edge);
+  }
+
+  /** The connections that start at this step: kept (and re-routed), added or removed. */
+  _syncOutgoing(from, step, view) {
+    const want = new Map();
+    for (const p of ports(step)) if (p.target && this.nodes.has(p.target)) want.set(`${from}|${p.port}`, p);
+    for (const edge of [...(this.incident.get(from) || [])]) {
+      if (edge.from !== from) continue;
+      const k = `${from}|${edge.port}`;
+      const p = want.get(k);
+      if (p && p.target === edge.to && p.kind === edge.kind && edge.selected === this._isSelected(view, from, p.port)) {
+        want.delete(k);
+        this._route(edge);
+      } else {
+        this._unlink(edge);
+      }
+    }
+    for (const p of want.values()) this._link(this._edge(from, p, view));
+  }
+
   /** Redraws one step (typing in its form): its node, its own connections and the ones into
    * it; everything else stays. The same result as render(), at the cost of one node. */
   renderStep(id, doc, view) {
-    const info = this.nodes.get(id);
-    if (!info || !(id in doc.steps)) { this.render(doc, view); return; }
-    this.doc = doc;
-    const fresh = this._node(id, doc.steps[id], doc, view);
-    fresh.style.transform = `translate(${info.x}px, ${info.y}px)`;
-    info.el.replaceWith(fresh);
-    info.el = fresh;
-    info.key = this._key(id, doc.steps[id], doc, view);
-    this._measure(info);
-    const kept = [];
-    for (const edge of this.edges) {
-      if (edge.from === id) edge.g.remove();
-      else kept.push(edge);
-    }
-    this.edges = kept;
-    for (const p of ports(doc.steps[id])) {
-      if (!p.target || !this.nodes.has(p.target)) continue;
-      this.edges.push(this._edge(id, p, view));
-    }
-    for (const edge of this.edges) if (edge.to === id) this._route(edge);
+    this.render(doc, view, { changed: [id] });
+  }
+
+  _isSelected(view, from, port) {
+    return Boolean(view.selectedEdge && view.selectedEdge.from === from && view.selectedEdge.port === port);
   }
 
   _edge(from, p, view) {
-    const selected = view.selectedEdge && view.selectedEdge.from === from && view.selectedEdge.port === p.port;
+    const selected = this._isSelected(view, from, p.port);
     const g = svg("g", { class: `edge kind-${p.kind}${selected ? " selected" : ""}`, "data-edge": `${from}:${p.target}`,
       "data-port": p.port, "data-from": from });
     g.append(svg("path", { class: "edge-hit", d: "" }), svg("path", { class: "edge-line", d: "", "marker-end": "url(#arrow)" }));
     this.edgeLayer.append(g);
-    const edge = { g, from, port: p.port, to: p.target, kind: p.kind, selected: Boolean(selected) };
+    const edge = { g, from, port: p.port, to: p.target, kind: p.kind, selected, d: "" };
     this._route(edge);
     return edge;
+  }
+
+  _link(edge) {
+    this.edges.set(`${edge.from}|${edge.port}`, edge);
+    for (const id of [edge.from, edge.to]) {
+      let set = this.incident.get(id);
+      if (!set) this.incident.set(id, (set = new Set()));
+      set.add(edge);
+    }
+  }
+
+  _unlink(edge) {
+    edge.g.remove();
+    const k = `${edge.from}|${edge.port}`;
+    if (this.edges.get(k) === edge) this.edges.delete(k);
+    for (const id of [edge.from, edge.to]) { const set = this.incident.get(id); if (set) set.delete(edge); }
   }
 
   _node(id, step, doc, view) {
@@ -163,29 +238,32 @@ export class Canvas {
         clicks !== null ? el("span", { class: "clicks", text: `${clicks} click${clicks === 1 ? "" : "s"}${stats.entered ? ` · ${Math.round((100 * clicks) / stats.entered)}%` : ""}` }) : null,
         el("span", { class: "port", title: "Drag to a step to connect", dataset: { port: p.port } }));
     });
-    for (const b of step.buttons || []) if (b.url) rows.push(el("li", { class: "out-row kind-url" }, el("span", { class: "out-label", text: `${b.title} ↗` })));
+    const link = (text) => el("li", { class: "out-row kind-url" }, el("span", { class: "out-label", text: `${text} ↗` }));
+    for (const b of step.buttons || []) if (b.url) rows.push(link(b.title));
+    for (const c of step.cards || []) for (const b of c.buttons || []) if (b.url) rows.push(link(`${c.title}: ${b.title}`));
     if (rows.length) node.append(el("ul", { class: "fnode-ports" }, rows));
     if (errors.length) node.append(el("ul", { class: "fnode-errors", role: "note" }, errors.map((m) => el("li", { text: m }))));
     return node;
   }
 
   _drawEdges(doc, view) {
-    // Keyed by (step, port): an unchanged connection keeps its SVG and is only re-routed.
-    const old = new Map(this.edges.map((e) => [`${e.from}|${e.port}`, e]));
-    this.edges = [];
+    // Keyed by (step, port): an unchanged connection keeps its SVG and is only re-routed (which
+    // touches the SVG only when its path moved).
+    const old = this.edges;
+    this.edges = new Map();
+    this.incident = new Map();
     for (const [from, step] of Object.entries(doc.steps)) {
       for (const p of ports(step)) {
         if (!p.target || !this.nodes.has(p.target)) continue;
         const key = `${from}|${p.port}`;
-        const selected = Boolean(view.selectedEdge && view.selectedEdge.from === from && view.selectedEdge.port === p.port);
         let edge = old.get(key);
-        if (edge && edge.to === p.target && edge.kind === p.kind && edge.selected === selected) {
+        if (edge && edge.to === p.target && edge.kind === p.kind && edge.selected === this._isSelected(view, from, p.port)) {
           old.delete(key);
           this._route(edge);
         } else {
           edge = this._edge(from, p, view);
         }
-        this.edges.push(edge);
+        this._link(edge);
       }
     }
     for (const gone of old.values()) gone.g.remove();
@@ -195,6 +273,8 @@ export class Canvas {
     const a = this.nodes.get(edge.from);
     const b = this.nodes.get(edge.to);
     const d = curve(a.x + a.w, a.y + (a.ports[edge.port] || ENTRY_Y), b.x, b.y + ENTRY_Y);
+    if (d === edge.d) return; // setting the same path again would still make the browser redo it
+    edge.d = d;
     for (const path of edge.g.children) path.setAttribute("d", d);
   }
 
@@ -213,7 +293,19 @@ export class Canvas {
     info.x = x;
     info.y = y;
     info.el.style.transform = `translate(${x}px, ${y}px)`;
-    for (const edge of this.edges) if (edge.from === id || edge.to === id) this._route(edge);
+    for (const edge of this.incident.get(id) || []) this._route(edge);
+  }
+
+  /** Applies the drag position waiting for the next animation frame now (pointer up; the
+   * bench calls it to time one frame's work). */
+  flush() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    const move = this.pendingMove;
+    if (!move) return;
+    this.pendingMove = null;
+    this.moveNode(move.id, move.x, move.y);
+    this.handlers.move(move.id, move.x, move.y, false);
   }
 
   // --- view ------------------------------------------------------------------------------
@@ -326,9 +418,11 @@ export class Canvas {
     if (g.kind === "pan") {
       this.view.x = g.vx + dx; this.view.y = g.vy + dy; this._applyView();
     } else if (g.kind === "drag") {
+      // Pointer events can come faster than frames: keep the latest position, draw it once per
+      // frame (the node and its own connections only).
       this.root.classList.add("dragging");
-      this.moveNode(g.id, Math.round(g.ox + dx / this.view.z), Math.round(g.oy + dy / this.view.z));
-      this.handlers.move(g.id, this.nodes.get(g.id).x, this.nodes.get(g.id).y, false);
+      this.pendingMove = { id: g.id, x: Math.round(g.ox + dx / this.view.z), y: Math.round(g.oy + dy / this.view.z) };
+      if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.flush(); });
     } else if (g.kind === "connect") {
       const p = this.toWorld(e.clientX, e.clientY);
       g.line.setAttribute("d", curve(g.x1, g.y1, p.x, p.y));
@@ -346,6 +440,7 @@ export class Canvas {
     if (!g) return;
     if (g.kind === "pan" && !g.moved) this.handlers.select(null);
     if (g.kind === "drag" && g.moved) {
+      this.flush();
       const info = this.nodes.get(g.id);
       this.handlers.move(g.id, info.x, info.y, true);
     }
@@ -360,6 +455,7 @@ export class Canvas {
 
   _cancel() {
     if (this.gesture && this.gesture.line) this.gesture.line.remove();
+    this.flush();
     this.gesture = null;
   }
 }

@@ -32,12 +32,18 @@ const state = {
 
 const canvas = new Canvas($("canvas"), {
   select: (id) => select(id),
-  edge: (edge) => { state.selected = null; state.selectedEdge = edge; redraw(); },
+  edge: (edge) => {
+    const before = state.selectedEdge;
+    if (state.selected) canvas.markSelected(null);
+    state.selected = null;
+    state.selectedEdge = edge;
+    redraw({ changed: [edge.from, before && before.from].filter(Boolean) });
+  },
   move: (id, x, y, done) => {
     state.doc.layout[id] = { x, y };
-    if (done) { record(); markDirty(); }
+    if (done) { record(); markDirtySoon(); }
   },
-  connect: (from, port, to) => edit((doc) => setTarget(doc.steps[from], port, to)),
+  connect: (from, port, to) => edit((doc) => setTarget(doc.steps[from], port, to), { changed: [from] }),
 });
 
 // --- edits and undo ----------------------------------------------------------------------
@@ -55,11 +61,19 @@ function record() {
   tools();
 }
 
-function edit(fn, { form = true } = {}) {
+/** Applies fn to the document as one undo step. changed: the step ids fn may touch (content,
+ * position, start mark) as a list or a function returning one after fn ran; without it the
+ * whole canvas is compared (renames, the flow's own fields). */
+function edit(fn, { form = true, changed = null } = {}) {
+  const count = Object.keys(state.doc.steps).length;
   fn(state.doc);
+  const ids = typeof changed === "function" ? changed() : changed;
   record();
-  markDirty();
-  redraw({ form });
+  markDirtySoon(); // comparing with the saved document is O(steps): once the edits pause
+  // The side panel shows the selected step (or the flow): redraw it when that step changed or
+  // steps came or went (its step pickers list them), not for an edit elsewhere on the canvas.
+  const panel = form && (!ids || ids.includes(state.selected) || Object.keys(state.doc.steps).length !== count);
+  redraw({ form: panel, changed: ids });
 }
 
 function restore(json) {
@@ -111,8 +125,8 @@ function view() {
   return { selected: state.selected, selectedEdge: state.selectedEdge, errors: stepErrors(), stats: state.stats };
 }
 
-function redraw({ form = true } = {}) {
-  canvas.render(state.doc, view());
+function redraw({ form = true, changed = null } = {}) {
+  canvas.render(state.doc, view(), changed ? { changed } : {});
   $("canvas-empty").hidden = Object.keys(state.doc.steps).length > 0;
   if (form) drawForm();
 }
@@ -124,14 +138,15 @@ function drawForm() {
     doc: state.doc, id,
     update: (fn, final) => {
       fn(state.doc);
-      if (final) { record(); markDirty(); } else markDirtySoon(); // comparing documents is O(steps): not per keystroke
+      if (final) record();
+      markDirtySoon(); // comparing documents is O(steps): once typing pauses, not per keystroke
       if (id) canvas.renderStep(id, state.doc, view());
       else if (final) redraw({ form: false }); // the flow's own fields: only `start` shows on the canvas
     },
-    restructure: (fn) => edit(fn),
+    restructure: (fn) => edit(fn, { changed: id ? [id] : null }),
     rename: (from, to) => { state.selected = to; edit((doc) => renameStep(doc, from, to)); },
     action: (name) => {
-      if (name === "make-start") edit((doc) => { doc.start = id; });
+      if (name === "make-start") { const was = state.doc.start; edit((doc) => { doc.start = id; }, { changed: [was, id] }); }
       if (name === "duplicate-step") duplicate();
       if (name === "delete-step") remove();
     },
@@ -153,7 +168,7 @@ function select(id) {
   const hadEdge = state.selectedEdge;
   state.selected = id;
   state.selectedEdge = null;
-  if (hadEdge) redraw();
+  if (hadEdge) redraw({ changed: [hadEdge.from, id].filter(Boolean) });
   else { canvas.markSelected(id); drawForm(); }
 }
 
@@ -195,7 +210,8 @@ function add(type) {
   const from = state.selected && state.doc.layout[state.selected];
   const at = freeSpot(from ? { x: from.x + 300, y: from.y } : canvas.center());
   let id;
-  edit((doc) => { id = addStep(doc, type, at); });
+  const was = state.doc.start;
+  edit((doc) => { id = addStep(doc, type, at); }, { changed: () => [id, was] });
   select(id);
   canvas.reveal(id);
   const node = document.querySelector(`[data-step-id="${id}"]`);
@@ -205,7 +221,7 @@ function add(type) {
 function duplicate() {
   if (!state.selected) return;
   let id;
-  edit((doc) => { id = duplicateStep(doc, state.selected); });
+  edit((doc) => { id = duplicateStep(doc, state.selected); }, { changed: () => [id] });
   select(id);
 }
 
@@ -213,13 +229,15 @@ function remove() {
   if (state.selectedEdge) {
     const { from, port } = state.selectedEdge;
     state.selectedEdge = null;
-    edit((doc) => setTarget(doc.steps[from], port, null));
+    edit((doc) => setTarget(doc.steps[from], port, null), { changed: [from] });
     return;
   }
   if (!state.selected) return;
   const id = state.selected;
   state.selected = null;
-  edit((doc) => deleteStep(doc, id));
+  // The step, every step with a connection into it, and the next start if it was the start.
+  const touched = [id, ...Object.keys(state.doc.steps).filter((s) => ports(state.doc.steps[s]).some((p) => p.target === id))];
+  edit((doc) => deleteStep(doc, id), { changed: () => [...touched, state.doc.start] });
   $("canvas").focus();
 }
 
@@ -477,4 +495,4 @@ async function start() {
 }
 
 start();
-export { canvas, ports, state }; // for diagnostics and bench/flow_canvas.py
+export { canvas, edit, ports, state }; // for diagnostics and bench/flow_canvas.py

@@ -8,6 +8,7 @@
 // restructure() edits and redraws the form (adding a button, changing a type).
 
 import { el } from "./ui.js";
+import { cardsField, pairsField, stepPicker } from "./flow_cards.js";
 import { ID_PATTERN, STEP_TYPES, TRIGGER_TYPES } from "./flow_model.js";
 
 const CHANNELS = [["messenger", "Messenger"], ["instagram", "Instagram"], ["whatsapp", "WhatsApp"]];
@@ -69,20 +70,19 @@ function field(spec, root, base, ctx) {
   };
   switch (spec.kind) {
     case "textarea":
-      input = el("textarea", { id, rows: spec.rows || 3, maxlength: spec.max || 4096 });
-      input.value = value ?? "";
+    case "json": // only a request body that is itself JSON; the document's own structure has forms
+      input = el("textarea", { id, rows: spec.rows || 3, maxlength: spec.max || (spec.kind === "json" ? 20000 : 4096) });
+      input.value = spec.kind === "json" ? format(spec, value) : value ?? "";
       break;
     case "select":
     case "target": {
-      const options = spec.kind === "target"
-        ? [["", "— nothing (the run ends) —"], ...Object.keys(ctx.doc.steps).filter((s) => s !== ctx.id).map((s) => [s, s])]
-        : spec.options;
-      input = el("select", { id }, options.map(([v, label]) => el("option", { value: v, text: label })));
-      input.value = value === undefined || value === null ? (spec.default ?? "") : String(value);
-      if (spec.kind === "target" && value && !(value in ctx.doc.steps)) {
-        input.append(el("option", { value, text: `${value} (missing)` }));
-        input.value = value;
+      if (spec.kind === "target" || spec.steps) { // the flow's steps, listed lazily (see stepPicker)
+        input = stepPicker(ctx.doc, value || "", { none: spec.kind === "target" ? "— nothing (the run ends) —" : null,
+          exclude: spec.kind === "target" ? ctx.id : null, id });
+        break;
       }
+      input = el("select", { id }, spec.options.map(([v, label]) => el("option", { value: v, text: label })));
+      input.value = value === undefined || value === null ? (spec.default ?? "") : String(value);
       break;
     }
     case "checkbox":
@@ -119,7 +119,7 @@ function format(spec, value) {
   if (value === undefined || value === null) return "";
   if (spec.kind === "csv") return value.join(", ");
   if (spec.kind === "lines") return value.join("\n");
-  if (spec.kind === "json") return JSON.stringify(value);
+  if (spec.kind === "json") return JSON.stringify(value, null, 2);
   return String(value);
 }
 
@@ -196,7 +196,7 @@ function stepSpecs(step) {
       ...(step.media ? [T("Media URL", "media.url", { placeholder: "https://…" })] : []),
       { list: true, label: "Buttons", item: "Button", path: "buttons", max: 10, fields: buttonFields(true), make: (n) => ({ title: `Option ${n + 1}` }) },
       { list: true, label: "Quick replies", item: "Quick reply", path: "quick_replies", max: 13, fields: buttonFields(false), make: (n) => ({ title: `Reply ${n + 1}` }) },
-      { kind: "json", label: "Cards (JSON list)", path: "cards", hint: '[{"title": "…", "subtitle": "…", "image_url": "https://…", "buttons": [{"title": "…", "next": "step"}]}]' },
+      { custom: cardsField },
       target("Next step", "next"),
     ];
     case "input": return [
@@ -250,10 +250,21 @@ function stepSpecs(step) {
     case "http_request": return [
       { kind: "select", label: "Method", path: "method", default: "GET", options: ["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => [m, m]) },
       T("URL", "url", { placeholder: "https://api.example.com/…" }),
-      { kind: "json", label: "Headers (JSON object)", path: "headers" },
-      { kind: "textarea", label: "Body", path: "body", rows: 3, get: (o) => (typeof o.body === "string" || o.body === undefined ? o.body : JSON.stringify(o.body)) },
+      { custom: (st, base, ctx) => pairsField({ label: "Headers", path: "headers", item: "Header", keyLabel: "Name",
+        valueLabel: "Value", keyPlaceholder: "Authorization", valuePlaceholder: "Bearer …" }, st, base, ctx) },
+      { kind: "select", label: "Send the body as", path: "body", restructure: true,
+        options: [["text", "Text (templates allowed)"], ["json", "JSON"]],
+        get: (o) => (o.body !== undefined && typeof o.body !== "string" ? "json" : "text"),
+        set: (o, v) => {
+          if (v === "json" && typeof o.body === "string") { try { o.body = JSON.parse(o.body); } catch { o.body = {}; } }
+          if (v === "text" && o.body !== undefined && typeof o.body !== "string") o.body = JSON.stringify(o.body);
+        } },
+      typeof step.body === "string" || step.body === undefined
+        ? { kind: "textarea", label: "Body", path: "body", rows: 3, max: 20000 }
+        : { kind: "json", label: "Body (JSON, sent as application/json)", path: "body", rows: 4 },
       { kind: "number", label: "Timeout (seconds, up to 10)", path: "timeout_seconds", min: 1, max: 10 },
-      { kind: "json", label: "Save from the answer (JSON: field → $.path)", path: "save" },
+      { custom: (st, base, ctx) => pairsField({ label: "Save from the answer", path: "save", item: "Saved field", keyLabel: "Contact field",
+        valueLabel: "From the answer at (JSON path)", keyPlaceholder: "order_status", valuePlaceholder: "$.status" }, st, base, ctx) },
       target("Next step", "next"), target("On error", "on_error"),
     ];
     case "google_sheets": return [
@@ -277,7 +288,7 @@ function stepSpecs(step) {
 }
 
 function render(specs, root, base, ctx) {
-  return specs.map((s) => (s.list ? list(s, root, base, ctx) : field(s, root, base, ctx)));
+  return specs.map((s) => (s.custom ? s.custom(root, base, ctx) : s.list ? list(s, root, base, ctx) : field(s, root, base, ctx)));
 }
 
 /** Puts each error under the field whose data-path is its longest prefix; the rest on top. */
@@ -349,7 +360,7 @@ export function renderFlowForm(panel, ctx) {
   const specs = [
     T("Flow name", "name", { max: 200 }),
     { kind: "textarea", label: "Description", path: "description", rows: 2, max: 2000 },
-    { kind: "select", label: "Start step", path: "start", options: Object.keys(ctx.doc.steps).map((s) => [s, s]) },
+    { kind: "select", label: "Start step", path: "start", steps: true },
     { kind: "channels", label: "Only on channels (none = all)", path: "settings.channels" },
     { list: true, label: "Triggers", item: "Trigger", path: "triggers", max: 50, fields: triggerFields,
       make: () => ({ type: "keyword", keywords: ["hello"] }) },

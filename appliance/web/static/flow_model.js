@@ -152,7 +152,9 @@ export function summary(step) {
       const lines = [];
       if (step.media) lines.push(`[${step.media.type}] ${step.media.url}`);
       if (step.text) lines.push(step.text);
-      if (step.cards && step.cards.length) lines.push(`${step.cards.length} card${step.cards.length > 1 ? "s" : ""}`);
+      if (step.cards && step.cards.length) {
+        lines.push(`${step.cards.length} card${step.cards.length > 1 ? "s" : ""}: ${step.cards.map((c) => c.title || "(no title)").join(" · ")}`);
+      }
       return lines;
     }
     case "input": return [step.text, `Expects ${step.validate || "text"}${step.save_to ? ` → ${step.save_to}` : ""}`];
