@@ -22,6 +22,8 @@
   per event. ``--baseline`` runs the same load with no dead tenant first, for comparison.
   Results: ``bench/results/router-*.json``. To compare two versions of the forwarder, run this
   driver against clean exports of both commits (``git archive``), one after the other.
+- The load starts ``--settle`` seconds (3) after the control plane is ready, past the first
+  pass of its periodic sweep (which reads every tenant's usage once at start).
 - ``--profile``: samples the control plane with ``py-spy record --gil`` (only the thread holding
   the GIL, i.e. Python CPU) while the load runs, and reports the share of samples per part of the
   work (``PARTS``: inbound HTTP stack, the webhook handler, the journal and marks on the writer
@@ -198,6 +200,7 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
                             stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     try:
         await _wait_ready(port)
+        await asyncio.sleep(args.settle)  # the sweep's first pass (usage of every tenant) runs at start
         plan, owner = build_plan(args.rate, args.seconds, args.batch, [p for _, p, _ in tenants])
         cpu_before = _cpu(proc.pid)
         spy = _start_profile(proc.pid, args.seconds + 1, dead) if args.profile else None
@@ -244,7 +247,8 @@ PARTS = [
     ("writer thread: journal + marks (SQLCipher)", "Gateway._write_loop"),
     ("forwarding (client, batches, signing)", "Forwarder."),
     ("webhook handler: verify, split, route", "receive_webhook"),
-    ("inbound HTTP (uvicorn + Litestar)", "uvicorn/"),
+    ("usage sweep (UsageCollector, at start)", "UsageCollector"),
+    ("inbound HTTP (uvicorn + Litestar)", "httptools_impl"),
 ]
 
 
@@ -392,6 +396,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run with no dead tenant first")
     parser.add_argument("--client-only", action="store_true", help="the forwarding client alone (see above)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds between ready and the load")
     parser.add_argument("--profile", action="store_true", help="py-spy --gil on the control plane (see above)")
     args = parser.parse_args()
     if args.client_only:

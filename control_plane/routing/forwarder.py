@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -44,7 +45,6 @@ from typing import Any
 
 import aiohttp
 
-from appliance.channels.signature import sign
 from appliance.store.gateway import Gateway
 from appliance.timeutil import from_iso, to_iso
 from control_plane.metrics import Metrics
@@ -323,7 +323,7 @@ class Forwarder:
             object_ = batch[0].object
             body = batch[0].body if len(batch) == 1 else body_of(object_, [inner_entries(object_, i.body) for i in batch])
             path, content_type = "/webhooks/meta", "application/json"
-        headers = {"Content-Type": content_type, "X-Hub-Signature-256": sign(body, target.secret)}
+        headers = {"Content-Type": content_type, "X-Hub-Signature-256": _sign(body, target.secret)}
         try:
             async with asyncio.timeout(self.timeout):  # connecting, sending and the whole answer
                 status = await self.client.post(target.url.rstrip("/") + path, body, headers, self.timeout)
@@ -334,6 +334,12 @@ class Forwarder:
         if 200 <= status < 300:
             return True, ""
         return False, f"http {status}"
+
+
+def _sign(body: bytes, secret: bytes) -> str:
+    """``appliance.channels.signature.sign`` through ``hmac.digest`` (one C call: a third of the
+    cost of building an ``hmac.HMAC`` object per forward)."""
+    return "sha256=" + hmac.digest(secret, body, "sha256").hex()
 
 
 def _reason(exc: BaseException) -> str:
