@@ -115,6 +115,7 @@ def create_app(
             feature.install(runtime)
         runtime.processor.executors = runtime.call_kinds()
         runtime.processor.listeners.append(after_apply)
+        runtime.processor.sender = runtime.sender  # replies are claimed in the job that queued them
         await runtime.sender.recover()
         workers = [
             asyncio.create_task(runtime.processor.run(), name="journal-processor"),

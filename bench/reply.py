@@ -47,313 +47,47 @@ pywa's, every event answered, p99 < 100 ms. The result is written to
 ``py-spy record --gil`` and prints where its GIL time goes (raw stacks next to the result).
 ``--commit REV`` runs the appliance from a ``git archive`` of that commit instead of the working
 tree (for a machine where others edit the tree while the benchmark runs).
+
+The pieces: ``reply_load.py`` (the deliveries and the senders), ``reply_appliance.py`` and
+``reply_pywa.py`` (starting, setting up and checking each side), ``reply_report.py`` (scoring,
+medians, ratios, targets). This module runs the rounds and writes the result.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import http.client
 import json
-import math
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import (  # noqa: E402
-    BENCH_DIR,
-    REPO,
+from _support import (
     RESULTS_DIR,
     VENV_BIN,
     BenchError,
     Server,
-    appliance_env,
     code_version,
-    free_port,
     machine,
-    median,
     require_module,
-    wait_ready,
 )
-from events import PHONE_NUMBER_ID, WABA_ID, http_request  # noqa: E402
-from graph_sink import GraphSink  # noqa: E402
-
-APP_SECRET = "bench-app-secret-0123456789abcdef"
-ACCESS_TOKEN = "EAAbenchACCESSTOKEN0123456789"
-SIDES = ("appliance", "pywa")
-RATE_LIMIT_WHATSAPP = 1000
-TARGET_RATIO = 1.5
-TARGET_P99_MS = 100.0
-
-FLOW = {
-    "schema": "aat.flow/v1",
-    "name": "Echo",
-    "triggers": [{"type": "default", "channels": ["whatsapp"]}],
-    "start": "reply",
-    "steps": {"reply": {"type": "message", "text": "Hi {{contact.first_name|there}}, you said something!"}},
-}
-
-_FIRST = ["Nino", "Giorgi", "Ana", "Luka", "Mariam", "Davit", "ნინო", "გიორგი", "Sofia", "Levan",
-          "Tamar", "Irakli", "Elene", "Nika", "Salome", "Zurab"]
-_LAST = ["Beridze", "Kapanadze", "Gelashvili", "Lomidze", "მაისურაძე", "Tsiklauri", "Abashidze"]
-_TEXTS = ["Hello, are you open on Sunday?", "Do you ship to Tbilisi?", "How much is the large size?",
-          "გამარჯობა! Is the blue one still available?", "Thanks, see you tomorrow 👋"]
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    seq: int
-    wa_id: str
-    bsuid: str
-    expected: str  # the reply text both bots must send
-    request: bytes  # the complete signed HTTP request
-
-
-def build_events(round_no: int, count: int, start: int, sent_at: int) -> list[Event]:
-    """``count`` WhatsApp text deliveries, one per new contact, as Meta sends them (compact JSON,
-    non-ASCII escaped, ``contacts[].user_id`` = the BSUID), signed with the app secret."""
-    secret = APP_SECRET.encode()
-    out = []
-    for seq in range(start, start + count):
-        first = _FIRST[seq % len(_FIRST)]
-        name = first if seq % 5 == 0 else f"{first} {_LAST[seq % len(_LAST)]}"
-        wa_id = f"9955{round_no:02d}{seq:06d}"
-        bsuid = f"GE.4{round_no:03d}{seq:016d}"
-        payload = {
-            "object": "whatsapp_business_account",
-            "entry": [{
-                "id": WABA_ID,
-                "changes": [{
-                    "field": "messages",
-                    "value": {
-                        "messaging_product": "whatsapp",
-                        "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
-                        "contacts": [{"profile": {"name": name}, "wa_id": wa_id, "user_id": bsuid}],
-                        "messages": [{
-                            "id": f"wamid.HBgMBENCH{round_no:02d}{seq:08d}FQIAEhgU",
-                            "timestamp": str(sent_at),
-                            "from": wa_id,
-                            "type": "text",
-                            "text": {"body": _TEXTS[seq % len(_TEXTS)]},
-                        }],
-                    },
-                }],
-            }],
-        }
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
-        out.append(Event(seq, wa_id, bsuid, f"Hi {first}, you said something!", http_request(body, secret)))
-    return out
-
-
-# --- the load generator -----------------------------------------------------------------------
-
-
-@dataclass
-class _Sent:
-    sent: float  # time.monotonic() just before the request was written
-    sent_wall: float  # time.time() at the same moment (to compare with the database's timestamps)
-    acked: float = math.nan
-    status: int = 0
-
-
-@dataclass
-class _Load:
-    events: list[Event]
-    sent: dict[int, _Sent] = field(default_factory=dict)
-    timeouts: int = 0
-    transport_errors: list[str] = field(default_factory=list)
-
-
-class Driver:
-    """``concurrency`` senders and the sink, in this process's event loop."""
-
-    def __init__(self, sink: GraphSink, port: int, concurrency: int, pace: str, reply_timeout: float) -> None:
-        self.sink = sink
-        self.port = port
-        self.concurrency = concurrency
-        self.pace = pace
-        self.reply_timeout = reply_timeout
-        self._waiting: dict[str, asyncio.Future[float]] = {}
-        sink.on_reply = self._on_reply
-
-    def _on_reply(self, to: str, at: float) -> None:
-        future = self._waiting.pop(to, None)
-        if future is not None and not future.done():
-            future.set_result(at)
-
-    async def run(self, events: list[Event]) -> _Load:
-        load = _Load(events)
-        queue = iter(events)  # shared: asyncio switches only at awaits, so next() is safe
-        await asyncio.gather(*(self._sender(queue, load) for _ in range(self.concurrency)))
-        return load
-
-    async def _sender(self, queue: Any, load: _Load) -> None:
-        loop = asyncio.get_running_loop()
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            for event in queue:
-                future: asyncio.Future[float] = loop.create_future()
-                self._waiting[event.wa_id] = self._waiting[event.bsuid] = future
-                for attempt in (1, 2):
-                    record = _Sent(time.monotonic(), time.time())
-                    load.sent[event.seq] = record
-                    writer.write(event.request)
-                    try:
-                        record.status = await _read_status(reader)
-                        break
-                    except (OSError, asyncio.IncompleteReadError) as exc:
-                        # A keep-alive connection the server closed while this sender waited
-                        # for a reply (uvicorn closes idle ones after 5 s): post again on a new
-                        # connection, as Meta would. The delivery's wamid makes a repeat harmless.
-                        load.transport_errors.append(f"attempt {attempt}: {type(exc).__name__}: {exc}")
-                        writer.close()
-                        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                if not record.status:
-                    continue
-                record.acked = time.monotonic()
-                if record.status != 200 or self.pace != "reply":
-                    continue
-                try:
-                    async with asyncio.timeout(self.reply_timeout):
-                        await future
-                except TimeoutError:
-                    load.timeouts += 1
-        finally:
-            writer.close()
-
-    async def wait_answered(self, load: _Load, timeout: float) -> None:
-        """Until every acknowledged event has a reply, or no new reply came for ``timeout`` s
-        (with ``--pace ack`` a backlog may still be draining when the last 200 arrives)."""
-        expected = [e for e in load.events if e.seq in load.sent and load.sent[e.seq].status == 200]
-        seen, deadline = -1, time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            answered = sum(1 for e in expected if e.wa_id in self.sink.replies or e.bsuid in self.sink.replies)
-            if answered == len(expected):
-                return
-            if answered != seen:
-                seen, deadline = answered, time.monotonic() + timeout
-            await asyncio.sleep(0.05)
-
-    def forget(self) -> None:
-        self._waiting.clear()
-
-
-async def _read_status(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = None
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        lowered = name.strip().lower()
-        if lowered == b"content-length":
-            length = int(value)
-        elif lowered == b"transfer-encoding":
-            raise ValueError("chunked response")
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (``q`` in 0..100)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def _distribution(ms: list[float]) -> dict[str, float]:
-    return {f"p{q}": round(percentile(ms, q), 2) for q in (50, 90, 99)} | {
-        "max": round(max(ms), 2) if ms else math.nan, "mean": round(sum(ms) / len(ms), 2) if ms else math.nan}
-
-
-def score(driver: Driver, load: _Load, arrivals: dict[int, float]) -> dict[str, Any]:
-    """Match every event to the replies its contact received; ``arrivals`` gets the first
-    reply's arrival time per event."""
-    latencies, acks = [], []
-    unanswered = duplicates = wrong_text = unauthorized = wrong_sender = not_acked = 0
-    known: set[str] = set()
-    first_sent = min(s.sent for s in load.sent.values())
-    last_reply = first_sent
-    for event in load.events:
-        known.update((event.wa_id, event.bsuid))
-        record = load.sent.get(event.seq)
-        if record is None or record.status != 200:
-            not_acked += 1
-            continue
-        acks.append((record.acked - record.sent) * 1000)
-        replies = (driver.sink.replies.get(event.wa_id, []) + driver.sink.replies.get(event.bsuid, []))
-        if not replies:
-            unanswered += 1
-            continue
-        duplicates += len(replies) - 1
-        first = min(r.at for r in replies)
-        arrivals[event.seq] = first
-        last_reply = max(last_reply, first)
-        latencies.append((first - record.sent) * 1000)
-        wrong_text += sum(r.text != event.expected for r in replies)
-        unauthorized += sum(not r.authorized for r in replies)
-        wrong_sender += sum(r.sender != PHONE_NUMBER_ID for r in replies)
-    strangers = sum(len(v) for k, v in driver.sink.replies.items() if k not in known)
-    elapsed = last_reply - first_sent
-    answered = len(latencies)
-    statuses: dict[str, int] = {}
-    for record in load.sent.values():
-        statuses[str(record.status)] = statuses.get(str(record.status), 0) + 1
-    return {
-        "events": len(load.events), "answered": answered, "unanswered": unanswered, "not_acknowledged": not_acked,
-        "duplicate_replies": duplicates, "wrong_text": wrong_text, "unauthorized": unauthorized,
-        "wrong_sender": wrong_sender, "replies_to_unknown_recipients": strangers,
-        "reply_timeouts": load.timeouts, "transport_errors": load.transport_errors[:20],
-        "deliveries_posted_again": sum(e.startswith("attempt 1") for e in load.transport_errors),
-        "ack_statuses": statuses, "other_graph_requests": driver.sink.counts.other,
-        "graph_connections_opened": driver.sink.counts.connections,
-        "seconds": round(elapsed, 3), "replies_per_s": round(answered / elapsed, 1) if elapsed > 0 else 0.0,
-        "latency_ms": _distribution(latencies), "ack_ms": _distribution(acks),
-        "exactly_once": answered == len(load.events) and duplicates == 0 and strangers == 0
-        and wrong_text == 0 and unauthorized == 0 and wrong_sender == 0,
-    }
-
-
-# --- the two sides ----------------------------------------------------------------------------
-
-
-def _api(port: int, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    if response.status >= 300:
-        raise BenchError(f"{method} {path} answered {response.status}: {data[:500]!r}")
-    return json.loads(data) if data else {}
-
-
-def setup_appliance(port: int, token: str) -> dict[str, Any]:
-    """Connect the WhatsApp number and publish the flow, through the public API."""
-    channel = _api(port, token, "POST", "/api/v1/channels", {
-        "type": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": ACCESS_TOKEN, "waba_id": WABA_ID,
-    })
-    flow = _api(port, token, "POST", "/api/v1/flows", FLOW)
-    published = _api(port, token, "POST", f"/api/v1/flows/{flow['id']}/publish")
-    if published.get("warnings"):
-        raise BenchError(f"publishing the flow gave warnings: {published['warnings']}")
-    return {"channel_id": channel["id"], "flow_id": flow["id"], "flow_version": published["version"]}
+from graph_sink import GraphSink
+from reply_appliance import (
+    RATE_LIMIT_WHATSAPP,
+    check_appliance,
+    snapshot,
+    start_appliance,
+)
+from reply_load import ACCESS_TOKEN, Driver, Event, build_events
+from reply_pywa import start_pywa
+from reply_report import SIDES, print_summary, score, summarize_runs
 
 
 @dataclass
@@ -361,45 +95,15 @@ class Side:
     name: str
     server: Server
     data_dir: Path | None = None
-    setup: dict[str, Any] = field(default_factory=dict)
-
-
-def _appliance_cli(code: Path | None) -> list[str]:
-    """``aat-appliance``, or the same CLI run from a snapshot of a commit (see ``--commit``)."""
-    return [str(VENV_BIN / "aat-appliance")] if code is None else [sys.executable, "-m", "appliance.cli"]
 
 
 def start_side(name: str, work: Path, tag: str, sink: GraphSink, master_key: bytes,
                code: Path | None = None) -> Side:
     """Start one side on a fresh server (blocking: call through ``asyncio.to_thread``)."""
-    port = free_port()
     if name == "appliance":
-        data_dir = work / f"data-appliance-{tag}"
-        env = appliance_env(master_key=master_key, app_secret=APP_SECRET)
-        env.update(AAT_GRAPH_API_BASE=sink.base_url, AAT_RATE_LIMIT_WHATSAPP=str(RATE_LIMIT_WHATSAPP))
-        if code is not None:
-            env["PYTHONPATH"] = str(code)  # ahead of the editable install's finder
-        created = subprocess.run(
-            [*_appliance_cli(code), "tokens", "create", "--name", "bench", "--data-dir", str(data_dir)],
-            env=env, capture_output=True, text=True, check=False, cwd=work,
-        )
-        if created.returncode != 0 or not created.stdout.strip():
-            raise BenchError(f"aat-appliance tokens create failed: {created.stderr.strip()}")
-        token = created.stdout.strip().splitlines()[-1]
-        argv = [*_appliance_cli(code), "serve", "--port", str(port), "--data-dir", str(data_dir)]
-        side = Side(name, Server(name, argv, env, port, work, work / f"{name}-{tag}.log"), data_dir)
-        side.server.start()
-        wait_ready(side.server)
-        side.setup = setup_appliance(port, token)
-        return side
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AAT_", "BENCH_"))}
-    env.update(BENCH_APP_SECRET=APP_SECRET, BENCH_ACCESS_TOKEN=ACCESS_TOKEN, BENCH_GRAPH_BASE=sink.base_url,
-               PYTHONUNBUFFERED="1")
-    argv = [sys.executable, str(BENCH_DIR / "pywa_echo.py"), "--port", str(port)]
-    side = Side(name, Server(name, argv, env, port, work, work / f"{name}-{tag}.log"))
-    side.server.start()
-    wait_ready(side.server)
-    return side
+        server, data_dir, _ = start_appliance(work, tag, sink, master_key, code)
+        return Side(name, server, data_dir)
+    return Side(name, start_pywa(work, tag, sink))
 
 
 def stop_side(side: Side) -> None:
@@ -408,89 +112,6 @@ def stop_side(side: Side) -> None:
     if code not in (0, -15):
         raise BenchError(f"{side.name} exited with code {code}; see {side.server.log_path}\n{side.server.log_tail()}")
 
-
-def _open_workspace(data_dir: Path, master_key: bytes) -> Any:
-    from appliance.settings import Settings
-    from appliance.store import connection
-    from appliance.store.workspace import load_keys
-
-    settings = Settings(data_dir=data_dir, master_key=base64.b64encode(master_key).decode(), _env_file=None)
-    _, data_key = load_keys(settings, allow_generate=False)
-    return settings.database_path, connection.connect(settings.database_path, data_key, readonly=True)
-
-
-def _wall(iso: str | None) -> float:
-    from appliance.timeutil import from_iso
-
-    return from_iso(iso).timestamp() if iso else math.nan
-
-
-def check_appliance(data_dir: Path, master_key: bytes, expected: int, load: _Load,
-                    arrivals: dict[int, float]) -> dict[str, Any]:
-    """After the server stopped: open the database with its key; every inbound message and every
-    reply must be stored, the outbox and the journal empty. Then ``_breakdown``."""
-    path, conn = _open_workspace(data_dir, master_key)
-    try:
-        counts = {
-            "inbound_messages": conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0],
-            "replies_sent": conn.execute(
-                "SELECT count(*) FROM messages WHERE direction = 'out' AND status = 'sent'").fetchone()[0],
-            "replies_not_sent": conn.execute(
-                "SELECT count(*) FROM messages WHERE direction = 'out' AND status != 'sent'").fetchone()[0],
-            "outbox_left": conn.execute("SELECT count(*) FROM outbox").fetchone()[0],
-            "journal_not_processed": conn.execute(
-                "SELECT count(*) FROM webhook_journal WHERE state != 'processed'").fetchone()[0],
-            "flow_runs": conn.execute("SELECT count(*) FROM flow_runs").fetchone()[0],
-        }
-        breakdown = _breakdown(conn, load, arrivals)
-    finally:
-        conn.close()
-    with open(path, "rb") as handle:
-        counts["encrypted_at_rest"] = handle.read(16) != b"SQLite format 3\x00"
-    counts["ok"] = (counts["inbound_messages"] == expected and counts["replies_sent"] == expected
-                    and counts["replies_not_sent"] == 0 and counts["outbox_left"] == 0
-                    and counts["journal_not_processed"] == 0 and counts["encrypted_at_rest"])
-    return {**counts, "breakdown_ms": breakdown}
-
-
-def _breakdown(conn: Any, load: _Load, arrivals: dict[int, float]) -> dict[str, Any]:
-    """Where an appliance reply's time goes, per measured event, from the database's own times
-    (wall clock, milliseconds: ``iso_now()`` at each step) against this process's ``time.time()``
-    when the delivery was sent (the sink's arrival time is converted with the same event's pair
-    of ``time.monotonic()``/``time.time()`` readings):
-
-    - ``journaled``: sent -> ``webhook_journal.received_at`` (taken in the webhook handler just
-      before the journal write is queued: HTTP and signature check);
-    - ``applied``: ``received_at`` -> ``processed_at`` (taken when the processor's writer job that
-      applies the row starts: the 200, the processor's wake-up, reading and parsing the pending
-      rows, and the wait of its background job on the writer thread);
-    - ``to_graph``: ``processed_at`` -> the reply's arrival at the Graph stand-in (applying the
-      batch and committing it, waking the sender, claiming the row, rendering, the rate limiter
-      and the HTTP request);
-    - ``recorded``: arrival -> the reply's ``messages.sent_at`` (Meta's answer read and
-      ``mark_sent`` committed; not part of inbound-to-reply, shown for completeness).
-    """
-    rows = conn.execute(
-        """SELECT c.wa_id, j.received_at, j.processed_at, o.sent_at
-           FROM contacts c
-           JOIN webhook_journal_contacts jc ON jc.contact_id = c.id
-           JOIN webhook_journal j ON j.id = jc.journal_id
-           JOIN messages o ON o.contact_id = c.id AND o.direction = 'out'"""
-    ).fetchall()
-    by_wa = {row[0]: row[1:] for row in rows}
-    stages: dict[str, list[float]] = {"journaled": [], "applied": [], "to_graph": [], "recorded": []}
-    for event in load.events:
-        times = by_wa.get(event.wa_id)
-        record = load.sent.get(event.seq)
-        if times is None or record is None or event.seq not in arrivals:
-            continue
-        received, processed, sent_at = (_wall(t) for t in times)
-        arrived = record.sent_wall + (arrivals[event.seq] - record.sent)
-        stages["journaled"].append((received - record.sent_wall) * 1000)
-        stages["applied"].append((processed - received) * 1000)
-        stages["to_graph"].append((arrived - processed) * 1000)
-        stages["recorded"].append((sent_at - arrived) * 1000)
-    return {name: _distribution(values) for name, values in stages.items() if values}
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -510,25 +131,6 @@ def _rss_mib(pid: int) -> float:
 
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
 
-
-def snapshot(rev: str, work: Path) -> tuple[Path, dict[str, Any]]:
-    """``git archive`` of ``rev`` into the work directory: the appliance (and this process, when
-    it opens the databases) then runs that commit's code, not a working tree that others may be
-    editing during the run."""
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True,
-                            text=True, check=False).stdout.strip()
-    if not commit:
-        raise BenchError(f"git cannot resolve {rev!r}")
-    target = work / f"code-{commit}"
-    target.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True, check=False)
-    if archive.returncode != 0:
-        raise BenchError(f"git archive {commit} failed: {archive.stderr.decode(errors='replace').strip()}")
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(target / "appliance"), str(target / "migrations")],
-                   check=True)
-    sys.path.insert(0, str(target))
-    return target, {"commit": commit, "snapshot_of": rev, "modified_tracked_files": 0}
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -607,58 +209,6 @@ async def run_side(name: str, tag: str, warmup: list[Event], events: list[Event]
     return result
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for side in SIDES:
-        mine = [r for r in runs if r["side"] == side]
-        if not mine:
-            continue
-        out[side] = {
-            "replies_per_s_median": median([r["replies_per_s"] for r in mine]),
-            "p50_ms_median": median([r["latency_ms"]["p50"] for r in mine]),
-            "p90_ms_median": median([r["latency_ms"]["p90"] for r in mine]),
-            "p99_ms_median": median([r["latency_ms"]["p99"] for r in mine]),
-            "p99_ms_worst": max(r["latency_ms"]["p99"] for r in mine),
-            "ack_p99_ms_median": median([r["ack_ms"]["p99"] for r in mine]),
-            "server_cpu_ms_per_reply_median": median([r["server_cpu_ms_per_reply"] for r in mine]),
-            "server_cpu_ms_per_reply_event_loop_thread_median": median(
-                [r["server_cpu_ms_per_reply_event_loop_thread"] for r in mine]),
-            "server_cpu_ms_per_reply_other_threads_median": median(
-                [r["server_cpu_ms_per_reply_other_threads"] for r in mine]),
-            "graph_connections_opened_median": median([r["graph_connections_opened"] for r in mine]),
-            "server_cpu_share_median": median([r["server_cpu_share_of_one_core"] for r in mine]),
-            "rss_mib_median": median([r["rss_mib_at_end"] for r in mine]),
-            "every_event_answered_exactly_once": all(r["exactly_once"] for r in mine),
-        }
-        if side == "appliance":
-            out[side]["storage_ok"] = all(r["storage"]["ok"] for r in mine)
-            stages = [k for k in mine[0]["storage"]["breakdown_ms"]]
-            out[side]["stages_ms_median"] = {
-                stage: {q: median([r["storage"]["breakdown_ms"][stage][q] for r in mine
-                                   if stage in r["storage"]["breakdown_ms"]]) for q in ("p50", "p99")}
-                for stage in stages
-            }
-    if "appliance" in out and "pywa" in out:
-        paired = []
-        for tag in sorted({r["round"] for r in runs}):
-            pair = {r["side"]: r for r in runs if r["round"] == tag}
-            if len(pair) == 2 and pair["pywa"]["replies_per_s"] > 0:
-                paired.append(pair["appliance"]["replies_per_s"] / pair["pywa"]["replies_per_s"])
-        a, b = out["appliance"], out["pywa"]
-        ratio = round(a["replies_per_s_median"] / b["replies_per_s_median"], 3)
-        out["ratio"] = {
-            "replies_per_s": ratio,
-            "replies_per_s_paired_median": round(median(paired), 3) if paired else None,
-            "p50": round(a["p50_ms_median"] / b["p50_ms_median"], 3),
-            "p99": round(a["p99_ms_median"] / b["p99_ms_median"], 3),
-        }
-        out["targets"] = {
-            "replies_per_s_ratio_ge_1_5": ratio >= TARGET_RATIO,
-            "every_event_answered": a["every_event_answered_exactly_once"],
-            "p99_lt_100_ms": a["p99_ms_median"] < TARGET_P99_MS,
-        }
-    return out
-
 
 async def main_async(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -708,7 +258,7 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         await sink.stop()
 
-    summary = _summary(runs)
+    summary = summarize_runs(runs)
     for run in runs:
         if not run["exactly_once"]:
             failure = failure or (f"{run['side']} {run['round']}: not every event was answered exactly once "
@@ -739,23 +289,7 @@ async def main_async(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
 
     print()
-    for side in SIDES:
-        if side in summary:
-            s = summary[side]
-            print(f"{side:<9} median {s['replies_per_s_median']:>7.1f} replies/s  p50 {s['p50_ms_median']:6.1f} ms  "
-                  f"p99 {s['p99_ms_median']:6.1f} ms (worst round {s['p99_ms_worst']:.1f})  "
-                  f"{s['server_cpu_ms_per_reply_median']:.2f} server CPU-ms/reply  RSS {s['rss_mib_median']} MiB  "
-                  f"exactly once: {'yes' if s['every_event_answered_exactly_once'] else 'NO'}")
-    if "appliance" in summary and "stages_ms_median" in summary["appliance"]:
-        print("appliance stages (median of rounds): " + ", ".join(
-            f"{k} p50 {v['p50']:.1f} / p99 {v['p99']:.1f} ms" for k, v in summary["appliance"]["stages_ms_median"].items()))
-    if "ratio" in summary:
-        r, t = summary["ratio"], summary["targets"]
-        print(f"appliance/pywa: replies/s {r['replies_per_s']:.3f} (median of per-round ratios "
-              f"{r['replies_per_s_paired_median']:.3f}), target >= {TARGET_RATIO} "
-              f"{'met' if t['replies_per_s_ratio_ge_1_5'] else 'MISSED'}; p99 {r['p99']:.3f}x; "
-              f"appliance p99 < {TARGET_P99_MS:.0f} ms {'met' if t['p99_lt_100_ms'] else 'MISSED'}; "
-              f"every event answered {'yes' if t['every_event_answered'] else 'NO'}")
+    print_summary(summary)
     if profile is not None:
         print(f"profile of {args.py_spy} ({profile['samples']} GIL samples; raw stacks {profile['raw_stacks']}):")
         for name, share in profile["threads"].items():

@@ -23,6 +23,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from appliance import events
+from appliance.connections.store import channel_for_asset
 from appliance.contacts import store as contacts
 from appliance.flows import engine, store, subscriptions
 from appliance.flows.effects import (
@@ -51,6 +52,7 @@ from appliance.flows.effects import (
     TimerFired,
     parse_button_payload,
 )
+from appliance.flows.models import FlowDocument
 from appliance.flows.triggers import Candidate, Inbound, match_trigger
 from appliance.outbox import store as outbox
 from appliance.store.rows import one, scalar
@@ -90,6 +92,7 @@ class InboundFacts:
     payload: dict[str, Any]
     new_contact: bool
     occurred_at: str
+    channel_id: int | None = None  # the conversation's channel (saves reading it to queue a reply)
 
 
 def _button_buttons(buttons: tuple[OutButton, ...]) -> list[dict[str, Any]]:
@@ -102,18 +105,44 @@ class Snapshot:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._channels: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @functools.cached_property
+    def _settings(self) -> dict[str, str]:
+        """The workspace settings the runner reads, in one statement."""
+        return {key: value for key, value in self._db.execute(
+            "SELECT key, value FROM workspace_settings WHERE key IN ('name', 'timezone', 'entitlement_contacts')")}
 
     @functools.cached_property
     def workspace_name(self) -> str:
-        return scalar(self._db, "SELECT value FROM workspace_settings WHERE key = 'name'") or ""
+        return self._settings.get("name") or ""
 
     @functools.cached_property
     def timezone(self) -> str:
-        return scalar(self._db, "SELECT value FROM workspace_settings WHERE key = 'timezone'") or "UTC"
+        return self._settings.get("timezone") or "UTC"
 
     @functools.cached_property
     def candidates(self) -> list[Candidate]:
         return [Candidate(fid, version, doc) for fid, version, doc in store.published_candidates(self._db)]
+
+    def channel(self, channel_type: str, asset_id: str, now: str) -> dict[str, Any]:
+        """The channel a webhook arrived for (``connections.store.channel_for_asset``), read
+        once per job: connecting or changing a channel is a writer job of its own."""
+        key = (channel_type, asset_id)
+        found = self._channels.get(key)
+        if found is None:
+            found = channel_for_asset(self._db, channel_type, asset_id, now)
+            if found["created_at"] != now:  # one created just now may yet be rolled back with its event
+                self._channels[key] = found
+        return found
+
+    def version(self, flow_id: int, version: int) -> FlowDocument | None:
+        """A flow version's document: from the published candidates when it is one of them
+        (versions are immutable), otherwise read."""
+        for candidate in self.candidates:
+            if candidate.flow_id == flow_id and candidate.version == version:
+                return candidate.document
+        return store.load_version(self._db, flow_id, version)
 
     @functools.cached_property
     def subscription_words(self) -> dict[str, Any]:
@@ -124,7 +153,7 @@ class Snapshot:
         """The last contact id the plan's contacts limit automates (``None``: every one):
         contacts are served in the order they arrived. The limit is the entitlement's,
         recorded by ``appliance.entitlements.store.store_contacts_limit``."""
-        limit = scalar(self._db, "SELECT value FROM workspace_settings WHERE key = 'entitlement_contacts'")
+        limit = self._settings.get("entitlement_contacts")
         if limit is None:
             return None
         if int(limit) == 0:
@@ -142,12 +171,20 @@ class _Session:
     def __init__(self, db: Database, now: str, seed: int, snapshot: Snapshot, executors: CallExecutors) -> None:
         self.db = db
         self.now = now
+        self.snapshot = snapshot
         self.rng = random.Random(seed)
         self.workspace_name = snapshot.workspace_name
         self.timezone = snapshot.timezone
         self.executors = executors
         self.followups = Followups()
         self.gotos = 0
+        # (conversation id, contact id, channel id) of the conversation being answered, when known
+        self.party: tuple[int, int, int] | None = None
+
+    def _party(self, conversation_id: int) -> dict[str, int]:
+        if self.party is None or self.party[0] != conversation_id:
+            return {}
+        return {"contact_id": self.party[1], "channel_id": self.party[2]}
 
     def ctx(self) -> Context:
         return Context(now=from_iso(self.now), seed=self.rng.randrange(2**31),
@@ -155,11 +192,12 @@ class _Session:
 
     def drive(self, state: RunState, event: EngineEvent, conversation_id: int) -> RunState:
         """Step the engine and perform everything it asked for, until nothing is left to do."""
-        flow = store.load_version(self.db, state.flow_id, state.version)
+        flow = self.snapshot.version(state.flow_id, state.version)
         if flow is None:
             state = state.evolve(status="error", waiting=None)
             store.save_run(self.db, state, self.now)
             return state
+        stored = state.status  # every caller hands over a state whose row holds this status
         pending: list[EngineEvent] = [event]
         rounds = 0
         while pending:
@@ -185,7 +223,8 @@ class _Session:
                 else:
                     self.perform(effect, state, conversation_id)
             store.record_steps(self.db, state, records, self.now)
-            store.save_run(self.db, state, self.now)
+            store.save_run(self.db, state, self.now, stored_status=stored)
+            stored = state.status
             if goto is not None:
                 return self.goto(goto, state, conversation_id)
         return state
@@ -207,7 +246,7 @@ class _Session:
         elif isinstance(effect, PublicReply):
             outbox.enqueue(self.db, conversation_id=conversation_id, kind="comment", text=effect.text,
                            payload={"public_reply_to": effect.comment_id}, sent_by="bot", user_id=None,
-                           messaging_type=None, tag=None, now=self.now)
+                           messaging_type=None, tag=None, now=self.now, **self._party(conversation_id))
             self.followups.queued_messages += 1
         elif isinstance(effect, Schedule):
             due = to_iso(effect.at)
@@ -273,7 +312,8 @@ class _Session:
             payload["comment_created_at"] = comment["occurred_at"]
         kind = effect.media["type"] if effect.media and not effect.text else "text"
         outbox.enqueue(self.db, conversation_id=conversation_id, kind=kind, text=effect.text, payload=payload,
-                       sent_by="bot", user_id=None, messaging_type=None, tag=None, now=self.now)
+                       sent_by="bot", user_id=None, messaging_type=None, tag=None, now=self.now,
+                       **self._party(conversation_id))
         self.followups.queued_messages += 1
 
 
@@ -288,6 +328,8 @@ def on_inbound(
     """React to one new inbound message (see the module docstring for the order of checks)."""
     snapshot = snapshot or Snapshot(db)
     session = _Session(db, now, seed, snapshot, executors)
+    if facts.channel_id is not None:
+        session.party = (facts.conversation_id, facts.contact_id, facts.channel_id)
     view, row = store.contact_view(db, facts.contact_id)
     if row["bot_paused"]:
         return session.followups
@@ -305,7 +347,7 @@ def on_inbound(
         if resumed:
             return session.followups
     if active is not None:
-        flow = store.load_version(db, active.flow_id, active.version)
+        flow = snapshot.version(active.flow_id, active.version)
         if flow is not None and engine.accepts(flow, active, Reply(facts.text, facts.kind)):
             session.drive(active, Reply(facts.text, facts.kind), facts.conversation_id)
             return session.followups
@@ -322,10 +364,10 @@ def on_inbound(
     if match is None:
         return session.followups
     state = store.create_run(db, flow_id=match.flow_id, version=match.version, contact_id=facts.contact_id,
-                             trigger=match.trigger, now=now, contact=view)
+                             trigger=match.trigger, now=now, contact=view, no_active_run=active is None)
     comment_id = facts.payload.get("comment_id") if facts.kind == "comment" else None
     if comment_id:
-        trigger = store.load_version(db, match.flow_id, match.version).triggers[match.trigger_index]  # type: ignore[union-attr]
+        trigger = snapshot.version(match.flow_id, match.version).triggers[match.trigger_index]  # type: ignore[union-attr]
         public = getattr(trigger, "public_reply", None)
         if public:
             session.perform(PublicReply(comment_id, public), state, facts.conversation_id)

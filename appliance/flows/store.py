@@ -171,14 +171,17 @@ def get_run(db: Database, run_id: int, contact: ContactView | None) -> tuple[Run
 
 def create_run(
     db: Database, *, flow_id: int, version: int, contact_id: int, trigger: str, now: str,
-    contact: ContactView,
+    contact: ContactView, no_active_run: bool = False,
 ) -> RunState:
-    """A new active run; any other active run of the contact ends as ``interrupted``."""
-    db.execute(
-        "UPDATE flow_runs SET status = 'interrupted', waiting = NULL, ended_at = ?, updated_at = ? "
-        "WHERE contact_id = ? AND status = 'active'",
-        [now, now, contact_id],
-    )
+    """A new active run; any other active run of the contact ends as ``interrupted``.
+    ``no_active_run``: the caller read, in this same transaction, that the contact has none
+    (the interrupting UPDATE is then skipped)."""
+    if not no_active_run:
+        db.execute(
+            "UPDATE flow_runs SET status = 'interrupted', waiting = NULL, ended_at = ?, updated_at = ? "
+            "WHERE contact_id = ? AND status = 'active'",
+            [now, now, contact_id],
+        )
     cursor = db.execute(
         """INSERT INTO flow_runs (flow_id, version, contact_id, status, trigger, started_at, updated_at)
            VALUES (?, ?, ?, 'active', ?, ?, ?)""",
@@ -187,11 +190,16 @@ def create_run(
     return RunState(run_id=int(cursor.lastrowid), flow_id=flow_id, version=version, step=None, contact=contact)
 
 
-def save_run(db: Database, state: RunState, now: str) -> None:
-    """Persist the run; its completion is a ``flow.completed`` event."""
+def save_run(db: Database, state: RunState, now: str, *, stored_status: str | None = None) -> None:
+    """Persist the run; its completion is a ``flow.completed`` event. ``stored_status``: the
+    status the row holds now, when the caller knows it (this transaction wrote or read it and
+    ``state.contact`` is set); otherwise it is read."""
     ended = now if state.status != "active" else None
     if state.status == "completed":
-        previous = one(db, "SELECT status, contact_id FROM flow_runs WHERE id = ?", [state.run_id])
+        if stored_status is not None and state.contact is not None:
+            previous: dict[str, Any] | None = {"status": stored_status, "contact_id": state.contact.id}
+        else:
+            previous = one(db, "SELECT status, contact_id FROM flow_runs WHERE id = ?", [state.run_id])
         if previous is not None and previous["status"] == "active":
             events.emit(db, "flow.completed", flow_id=state.flow_id, run_id=state.run_id,
                         contact_id=previous["contact_id"], now=now)

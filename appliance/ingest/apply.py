@@ -140,7 +140,7 @@ def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: Appl
     facts = InboundFacts(
         contact_id=contact_id, conversation_id=conversation_id, channel=ev.channel, kind=ev.kind,
         text=ev.text, payload=payload, new_contact=bool(first_words) and ev.kind != "comment",
-        occurred_at=occurred,
+        occurred_at=occurred, channel_id=ch["id"],
     )
     s.followups.merge(runner.on_inbound(db, facts, now, seed=random.randrange(2**31), executors=s.executors,
                                         snapshot=s.snapshot))
@@ -251,7 +251,8 @@ def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -
     if isinstance(event, TemplateStatus):
         _apply_template_status(db, event, s, now)
         return
-    channel = channel_for_asset(db, event.channel, event.asset_id, now)
+    channel = s.snapshot.channel(event.channel, event.asset_id, now) if s.snapshot else \
+        channel_for_asset(db, event.channel, event.asset_id, now)
     _HANDLERS[type(event)](db, channel, event, s, now)  # type: ignore[operator]
 
 

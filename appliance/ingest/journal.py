@@ -18,6 +18,7 @@ __all__ = [
     "append",
     "pending",
     "is_pending",
+    "still_pending",
     "finish",
     "link_contact",
     "claim_event",
@@ -49,6 +50,15 @@ def pending(db: Database, limit: int) -> list[dict[str, Any]]:
 def is_pending(db: Database, journal_id: int) -> bool:
     row = one(db, "SELECT state FROM webhook_journal WHERE id = ?", [journal_id])
     return row is not None and row["state"] == "pending"
+
+
+def still_pending(db: Database, journal_ids: list[int]) -> set[int]:
+    """Which of ``journal_ids`` are still ``pending`` (one statement for a whole chunk)."""
+    if not journal_ids:
+        return set()
+    marks = ", ".join("?" * len(journal_ids))
+    return {row[0] for row in db.execute(
+        f"SELECT id FROM webhook_journal WHERE state = 'pending' AND id IN ({marks})", journal_ids)}
 
 
 def finish(

@@ -8,6 +8,13 @@ scheduling timers) hear about a chunk's rows as soon as its job has committed, n
 whole batch. After a restart, rows still ``pending`` are simply next in line: nothing
 acknowledged is lost.
 
+Replies: when a sender is attached (``processor.sender``), the job that applies a chunk also
+claims the replies the flows just queued in its conversations (``outbox.claim_due``: marked
+``sending`` in the same transaction, at most the sender's free slots), and the processor hands
+them to the sender as soon as the job has committed: no separate claim transaction, no wait
+for the sender's next round. A crash between the commit and the send leaves them ``sending``,
+in doubt, exactly like a crash after the sender's own claim (``outbox.recover_in_doubt``).
+
 Priority (see :meth:`JournalProcessor.under_pressure`): replay runs at the same priority as
 everything else, so a conversation's next reply is not held back, unless deliveries arrive
 faster than replay applies them (a delivery in the last ``BUSY_WINDOW_SECONDS`` and a full
@@ -25,6 +32,7 @@ import time
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 from sqlite_utils import Database
@@ -35,6 +43,7 @@ from appliance.flows.runner import Snapshot
 from appliance.ingest import journal
 from appliance.ingest.apply import ApplySummary, apply_delivery
 from appliance.metrics import Metrics
+from appliance.outbox import store as outbox
 from appliance.store.gateway import Gateway
 from appliance.timeutil import from_iso, iso_now, utcnow
 
@@ -43,6 +52,14 @@ __all__ = ["JournalProcessor", "SummaryListener"]
 log = logging.getLogger("aat.ingest")
 
 SummaryListener = Callable[[ApplySummary], Awaitable[None]]
+
+
+class ReplySender(Protocol):
+    """What the processor hands claimed replies to (``appliance.outbox.sender.Sender``)."""
+
+    def free_slots(self) -> int: ...
+
+    def start_claimed(self, rows: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +78,17 @@ def _parse(journal_id: int, body: bytes) -> _Parsed:
     return _Parsed(journal_id, parsed)
 
 
-def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) -> list[ApplySummary]:
+def _apply_batch(
+    db: Database, batch: list[_Parsed], executors: frozenset[str], claim: int = 0,
+) -> tuple[list[ApplySummary], list[dict[str, Any]]]:
+    """Apply a chunk (one writer job); then claim up to ``claim`` of the replies it queued
+    (see the module docstring). Returns the summaries and the claimed rows."""
     now = iso_now()
     snapshot = Snapshot(db)
     summaries = []
+    pending = journal.still_pending(db, [item.journal_id for item in batch])
     for item in batch:
-        if not journal.is_pending(db, item.journal_id):
+        if item.journal_id not in pending:
             continue  # another process (a CLI replay) got there first
         try:
             with db.atomic():
@@ -76,7 +98,29 @@ def _apply_batch(db: Database, batch: list[_Parsed], executors: frozenset[str]) 
             problem = f"the delivery could not be applied ({type(exc).__name__})"
             journal.finish(db, item.journal_id, events=0, duplicates=0, error=problem, now=now)
             summaries.append(ApplySummary(journal_id=item.journal_id, problems=[problem]))
-    return summaries
+    return summaries, _claim_replies(db, summaries, now, claim)
+
+
+def _claim_replies(db: Database, summaries: list[ApplySummary], now: str, limit: int) -> list[dict[str, Any]]:
+    """Mark ``sending`` (``outbox.claim_due``, so one per conversation and in order) the
+    replies just queued in the chunk's conversations, in the chunk's transaction. A claimed
+    reply no longer counts in its summary's ``queued_messages``: the sender is not woken to
+    look for it."""
+    conversations = sorted({c for s in summaries if s.followups.queued_messages for c in s.changed_conversations})
+    if limit <= 0 or not conversations:
+        return []
+    try:
+        with db.atomic():  # all or nothing: a row marked but not returned would sit in doubt
+            claimed = outbox.claim_due(db, now, limit, conversations)
+    except Exception:  # noqa: BLE001 - the sender claims them itself once woken
+        log.exception("claiming the queued replies failed")
+        return []
+    for row in claimed:
+        for summary in summaries:
+            if summary.followups.queued_messages and row["conversation_id"] in summary.changed_conversations:
+                summary.followups.queued_messages -= 1
+                break
+    return claimed
 
 
 # Under pressure (deliveries arriving and at least a full batch pending: replay is not keeping
@@ -124,6 +168,7 @@ class JournalProcessor:
         self._lagging = False
         self._pressure = False
         self.listeners: list[SummaryListener] = []
+        self.sender: ReplySender | None = None  # set: replies are claimed in the apply job
 
     def wake(self) -> None:
         """A delivery was just acknowledged (called by the webhook handler)."""
@@ -179,7 +224,11 @@ class JournalProcessor:
         self._pressure = self.under_pressure(len(rows))
         write = self._db.write_background if self._pressure else self._db.write
         for chunk in _chunks(parsed):
-            for summary in await write(_apply_batch, chunk, self.executors):
+            claim = self.sender.free_slots() if self.sender is not None else 0
+            summaries, claimed = await write(_apply_batch, chunk, self.executors, claim)
+            if claimed and self.sender is not None:
+                self.sender.start_claimed(claimed)  # committed: send now, no claim round trip
+            for summary in summaries:
                 await self._announce(summary)
         return len(rows)
 

@@ -221,11 +221,20 @@ class Sender:
         if free <= 0:
             return False
         rows = await self._db.write(store.claim_due, to_iso(self._clock()), free)
+        self.start_claimed(rows)
+        return len(rows) == free
+
+    def free_slots(self) -> int:
+        """Sends that can start now (the journal processor claims at most this many)."""
+        return max(0, self._capacity - len(self._in_flight))
+
+    def start_claimed(self, rows: list[dict[str, Any]]) -> None:
+        """Send rows ``store.claim_due`` marked ``sending`` in a committed transaction (on the
+        event loop)."""
         for row in rows:
             task = asyncio.create_task(self._deliver(row))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-        return len(rows) == free
 
     async def _sleep_until_due(self) -> None:
         timeout = IDLE_POLL_SECONDS

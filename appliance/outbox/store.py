@@ -78,12 +78,19 @@ def enqueue(
     now: str,
     priority: int = 0,
     not_before: str | None = None,
+    contact_id: int | None = None,
+    channel_id: int | None = None,
 ) -> int:
     """Queue one outbound message; returns its message id. It is due at ``not_before``
-    (default ``now``); ``priority`` orders due rows (see the module docstring)."""
-    conversation = one(
-        db, "SELECT contact_id, channel_id FROM conversations WHERE id = ?", [conversation_id]
-    )
+    (default ``now``); ``priority`` orders due rows (see the module docstring).
+    ``contact_id`` and ``channel_id``: the conversation's, when the caller has just read
+    them in this transaction (otherwise they are read)."""
+    if contact_id is not None and channel_id is not None:
+        conversation: dict[str, Any] | None = {"contact_id": contact_id, "channel_id": channel_id}
+    else:
+        conversation = one(
+            db, "SELECT contact_id, channel_id FROM conversations WHERE id = ?", [conversation_id]
+        )
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} does not exist")
     message_id = insert_message(
@@ -136,16 +143,25 @@ JOIN channels ch ON ch.id = o.channel_id
 """
 
 
-def claim_due(db: Database, now: str, limit: int) -> list[dict[str, Any]]:
+def claim_due(
+    db: Database, now: str, limit: int, conversation_ids: list[int] | None = None
+) -> list[dict[str, Any]]:
     """Mark up to ``limit`` due rows ``sending`` (one per conversation, the oldest; lowest
-    ``priority`` first) and return everything needed to send them."""
+    ``priority`` first) and return everything needed to send them. ``conversation_ids``:
+    only in these conversations (the journal processor claims the replies it just queued in
+    the same transaction, and hands them to the sender after the commit)."""
+    only = ""
+    if conversation_ids is not None:
+        if not conversation_ids:
+            return []
+        only = f" AND o.conversation_id IN ({', '.join('?' * len(conversation_ids))})"
     ids = [r["id"] for r in many(
         db,
-        """SELECT o.id FROM outbox o
-           WHERE o.state = 'queued' AND o.next_attempt_at <= ?
+        f"""SELECT o.id FROM outbox o
+           WHERE o.state = 'queued' AND o.next_attempt_at <= ?{only}
              AND o.id = (SELECT min(o2.id) FROM outbox o2 WHERE o2.conversation_id = o.conversation_id)
            ORDER BY o.priority, o.next_attempt_at, o.id LIMIT ?""",
-        [now, limit],
+        [now, *(conversation_ids or ()), limit],
     )]
     if not ids:
         return []
