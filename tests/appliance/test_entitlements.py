@@ -11,6 +11,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -22,7 +23,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from litestar.testing import AsyncTestClient
 from pydantic import SecretStr
 
-from appliance.entitlements import report
+from appliance.entitlements import FEATURE, report, report_usage
+from appliance.queue import create_huey
 from appliance.entitlements.token import InvalidEntitlement, load_public_key, sign, verify
 from appliance.settings import Settings
 from appliance.store.workspace import Workspace
@@ -190,8 +192,10 @@ async def test_a_contact_beyond_the_limit_is_stored_but_not_automated(
                         "messages": 5}
 
 
-def test_a_usage_report_is_signed_with_a_key_derived_from_the_webhook_secret(settings: Settings) -> None:
-    """What the control plane receives (its side: tests/control_plane/test_usage_reports.py)."""
+def test_a_usage_report_is_signed_with_a_key_derived_from_the_webhook_secret(settings: Settings,
+                                                                           workspace: Workspace) -> None:
+    """What the control plane receives from the queue's hourly task (its side:
+    tests/control_plane/test_usage_reports.py)."""
     received: list[tuple[str, dict[str, str], bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -213,20 +217,24 @@ def test_a_usage_report_is_signed_with_a_key_derived_from_the_webhook_secret(set
     hosted = settings.model_copy(update={"control_plane_url": f"http://127.0.0.1:{server.server_address[1]}/",
                                          "meta_app_secret": SecretStr("tenant-webhook-secret")})
     assert report.configured(hosted) and not report.configured(settings.model_copy(update={"control_plane_url": None}))
-    numbers = {"contacts": 3, "automated_contacts": 1, "ai_replies": 7, "seats": 2, "channels": 1, "messages": 40}
-    body = report.build(TENANT, numbers, NOW)
-    assert report.send(hosted, body) == {"status": 200, "answer": {"status": "recorded"}}
+    huey, register_tasks = create_huey(settings.data_dir), FEATURE.register_tasks
+    register_tasks(huey, SimpleNamespace(settings=hosted, workspace=workspace))
+    [task] = huey.read_periodic(datetime(2026, 1, 1, 10, 7, tzinfo=UTC))  # hourly, at minute 7
+    assert (task.name, huey.read_periodic(datetime(2026, 1, 1, 10, 8, tzinfo=UTC))) == ("entitlements.report_usage", [])
+    assert task.execute() == {"status": 200, "answer": {"status": "recorded"}}
     server.server_close()
-    [(path, headers, sent_body)] = received
-    assert (path, sent_body, headers["content-type"]) == ("/usage/reports", body, "application/json")
+    [(path, headers, body)] = received
+    assert (path, headers["content-type"]) == ("/usage/reports", "application/json")
+    numbers = {"contacts": 0, "automated_contacts": 0, "ai_replies": 0, "seats": 0, "channels": 0, "messages": 0}
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"aat-usage-report/v1").derive(
         b"tenant-webhook-secret")
     assert headers["x-aat-usage-signature"] == "v1=" + hmac.new(key, body, hashlib.sha256).hexdigest()
     assert headers["x-aat-usage-signature"] != "v1=" + hmac.new(b"tenant-webhook-secret", body, hashlib.sha256).hexdigest()
     parsed = json.loads(body)
     assert (parsed["tenant"], parsed["period"], parsed["usage"], len(parsed["report_id"])) == (
-        TENANT, NOW.strftime("%Y-%m"), numbers, 32)
-    assert report.build(TENANT, numbers, NOW) != body  # a fresh report id every time
+        TENANT, datetime.now(UTC).strftime("%Y-%m"), numbers, 32)
+    assert report.build(TENANT, numbers, NOW) != report.build(TENANT, numbers, NOW)  # a fresh id every time
+    assert report_usage(SimpleNamespace(settings=settings, workspace=workspace)) == {"usage_report": "not configured"}
 
 
 # --- the license file ----------------------------------------------------------------------------
