@@ -187,6 +187,8 @@ def _container(settings: ControlPlaneSettings, spec: TenantSpec) -> dict[str, An
            {"name": "AAT_TENANT_ID", "value": tid}]
     if spec.entitlements_public_key:  # public: verifies the control plane's entitlement pushes
         env.append({"name": "AAT_ENTITLEMENTS_PUBLIC_KEY", "value": spec.entitlements_public_key})
+    if spec.control_plane_url:  # where the appliance sends its signed usage reports
+        env.append({"name": "AAT_CONTROL_PLANE_URL", "value": spec.control_plane_url})
     return {
         "image": settings.appliance_image, "env": env, "envFrom": [{"secretRef": {"name": secret_name(tid)}}],
         "resources": {"requests": {"cpu": f"{max(int(cpu * 100), 10)}m", "memory": f"{max(memory // 2, 64)}Mi"},

@@ -4,6 +4,7 @@ validated against the Kubernetes schemas (kubernetes-validate, strict)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -69,6 +70,15 @@ def test_the_statefulset_keeps_one_replica_its_own_claim_and_runs_as_non_root(se
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "aat-control-plane"}
+
+
+def test_the_appliance_is_told_where_to_report_its_usage(settings: ControlPlaneSettings) -> None:
+    hosted = dataclasses.replace(SPEC, control_plane_url="https://cp.aat.example", entitlements_public_key="cHVi")
+    (container,) = tenant_manifests(settings, hosted)[1]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["AAT_CONTROL_PLANE_URL"], env["AAT_TENANT_ID"]) == ("https://cp.aat.example", SPEC.id)
+    (bare,) = tenant_manifests(settings, SPEC)[1]["spec"]["template"]["spec"]["containers"]
+    assert "AAT_CONTROL_PLANE_URL" not in {e["name"] for e in bare["env"]}
 
 
 def test_provision_applies_the_four_objects_server_side(kube: KubeStandIn, provisioner: KubernetesProvisioner,
