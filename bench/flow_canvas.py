@@ -17,7 +17,8 @@ headless Chromium per round and size:
   rebuilt and measured, its connections synced); **redraw_nohint**: the same change drawn by
   comparing every step (undo/redo, loading); **redraw_all**: every node rebuilt (opening,
   showing stats); **edit**: a whole one-step edit through the editor (a button reconnected:
-  the undo record, the unsaved-changes check, the redraw, the side panel), ``--edits`` times each;
+  the undo record, the unsaved-changes check, the redraw, the side panel), then **undo** of
+  each of those edits, ``--edits`` times each;
 - **drag**: ``--moves`` pointer moves dragging one node, each followed by the frame's work
   (``canvas.flush()``: the node and its own connections moved; without it that happens in the
   next animation frame), plus the style/layout the browser then does, forced with
@@ -112,6 +113,19 @@ EDIT_STEP_JS = """async (n) => {
   return times;
 }"""
 
+UNDO_JS = """async (n) => {
+  const editor = await import('/static/flow_editor.js');
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    editor.undo();
+    document.querySelector('#nodes').getBoundingClientRect();
+    times.push(performance.now() - t0);
+    await new Promise(requestAnimationFrame);
+  }
+  return times;
+}"""
+
 DRAG_JS = """async ([id, n]) => {
   const editor = await import('/static/flow_editor.js');
   const head = document.querySelector(`[data-step-id="${id}"] .fnode-head`);
@@ -167,7 +181,7 @@ def main() -> None:
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url("**/inbox")
-            samples: dict[int, dict[str, list[float]]] = {s: {"open_ms": [], "edit_ms": [], "redraw_ms": [], "redraw_nohint_ms": [], "redraw_all_ms": [], "edit_step_ms": [], "drag_ms": []} for s in ids}
+            samples: dict[int, dict[str, list[float]]] = {s: {"open_ms": [], "edit_ms": [], "redraw_ms": [], "redraw_nohint_ms": [], "redraw_all_ms": [], "edit_step_ms": [], "undo_ms": [], "drag_ms": []} for s in ids}
             for _ in range(args.rounds):
                 for size, flow_id in ids.items():
                     started = time.perf_counter()
@@ -182,6 +196,7 @@ def main() -> None:
                     samples[size]["redraw_nohint_ms"] += page.evaluate(REDRAW_JS, [args.edits, "compare"])
                     samples[size]["redraw_all_ms"] += page.evaluate(REDRAW_JS, [args.edits, "all"])
                     samples[size]["edit_step_ms"] += page.evaluate(EDIT_STEP_JS, args.edits)
+                    samples[size]["undo_ms"] += page.evaluate(UNDO_JS, args.edits)
             browser.close()
         for size, values in samples.items():
             results[str(size)] = {k: round(median(v), 2) for k, v in values.items()}

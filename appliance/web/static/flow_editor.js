@@ -41,7 +41,8 @@ const canvas = new Canvas($("canvas"), {
   },
   move: (id, x, y, done) => {
     state.doc.layout[id] = { x, y };
-    if (done) { record(); markDirtySoon(); }
+    touch([id]);
+    if (done) { record([id]); markDirtySoon(); }
   },
   connect: (from, port, to) => edit((doc) => setTarget(doc.steps[from], port, to), { changed: [from] }),
 });
@@ -49,12 +50,25 @@ const canvas = new Canvas($("canvas"), {
 // --- edits and undo ----------------------------------------------------------------------
 
 let last = JSON.stringify(state.doc);
+// The steps changed since the last undo record, or null when something untracked changed (the
+// flow's own fields, a load): undo and redo redraw just these steps, or compare every step.
+let touched = new Set();
 
-/** Remembers the document as it was before the edit just made (call after each finished edit). */
-function record() {
+function touch(ids) {
+  if (touched === null) return;
+  if (!ids) touched = null;
+  else for (const id of ids) touched.add(id);
+}
+
+/** Remembers the document as it was before the edit just made (call after each finished edit),
+ * with the steps that edit changed (ids; none given: unknown). */
+function record(ids) {
+  touch(ids);
   const now = JSON.stringify(state.doc);
+  const changed = touched && touched.size ? [...touched] : null; // none seen: compare every step
+  touched = new Set();
   if (now === last) return;
-  state.undo.push(last);
+  state.undo.push({ json: last, changed });
   if (state.undo.length > HISTORY_LIMIT) state.undo.shift();
   state.redo = [];
   last = now;
@@ -68,7 +82,7 @@ function edit(fn, { form = true, changed = null } = {}) {
   const count = Object.keys(state.doc.steps).length;
   fn(state.doc);
   const ids = typeof changed === "function" ? changed() : changed;
-  record();
+  record(ids);
   markDirtySoon(); // comparing with the saved document is O(steps): once the edits pause
   // The side panel shows the selected step (or the flow): redraw it when that step changed or
   // steps came or went (its step pickers list them), not for an edit elsewhere on the canvas.
@@ -76,17 +90,36 @@ function edit(fn, { form = true, changed = null } = {}) {
   redraw({ form: panel, changed: ids });
 }
 
-function restore(json) {
-  state.doc = JSON.parse(json);
-  last = json;
+/** Goes to a remembered document. entry.changed: the steps that differ from the current one
+ * (with any not yet recorded), so only those are redrawn; null: every step is compared. */
+function restore(entry) {
+  const changed = entry.changed && touched ? [...entry.changed, ...touched] : null;
+  const count = Object.keys(state.doc.steps).length;
+  touched = new Set();
+  state.doc = JSON.parse(entry.json);
+  last = entry.json;
   if (state.selected && !(state.selected in state.doc.steps)) state.selected = null;
-  markDirty();
-  redraw();
+  markDirtySoon();
+  // The side panel is redrawn unless it shows a step this undo did not touch and the steps are
+  // the same ones (its fields edit state.doc as it is when they fire, so they stay right).
+  const steady = changed && state.selected && !changed.includes(state.selected) && Object.keys(state.doc.steps).length === count;
+  redraw({ changed, form: !steady });
   tools();
 }
 
-function undo() { if (state.undo.length) { state.redo.push(last); restore(state.undo.pop()); } }
-function redo() { if (state.redo.length) { state.undo.push(last); restore(state.redo.pop()); } }
+function undo() {
+  if (!state.undo.length) return;
+  const entry = state.undo.pop();
+  state.redo.push({ json: last, changed: entry.changed });
+  restore(entry);
+}
+
+function redo() {
+  if (!state.redo.length) return;
+  const entry = state.redo.pop();
+  state.undo.push({ json: last, changed: entry.changed });
+  restore(entry);
+}
 
 function tools() {
   $("undo").disabled = !state.undo.length;
@@ -135,10 +168,11 @@ function drawForm() {
   const panel = $("side-panel");
   const id = state.selected;
   const ctx = {
-    doc: state.doc, id,
+    get doc() { return state.doc; }, // the current document, also after an undo that kept this form
+    id,
     update: (fn, final) => {
       fn(state.doc);
-      if (final) record();
+      if (final) record(id ? [id] : null); else touch(id ? [id] : null);
       markDirtySoon(); // comparing documents is O(steps): once typing pauses, not per keystroke
       if (id) canvas.renderStep(id, state.doc, view());
       else if (final) redraw({ form: false }); // the flow's own fields: only `start` shows on the canvas
@@ -259,8 +293,8 @@ document.addEventListener("keydown", (e) => {
     const dy = e.key === "ArrowUp" ? -step : e.key === "ArrowDown" ? step : 0;
     state.doc.layout[state.selected] = { x: at.x + dx, y: at.y + dy };
     canvas.moveNode(state.selected, at.x + dx, at.y + dy);
-    record();
-    markDirty();
+    record([state.selected]);
+    markDirtySoon();
   }
 });
 $("nodes").addEventListener("focusin", (e) => {
@@ -482,6 +516,7 @@ async function start() {
       // A document saved without positions gets them now; that is an edit worth saving.
       adopt(flow, canonical(cleanDocument(flow.document)));
       last = JSON.stringify(state.doc);
+      touched = new Set();
       markDirty();
       canvas.fit();
     } catch (err) {
@@ -495,4 +530,4 @@ async function start() {
 }
 
 start();
-export { canvas, edit, ports, state }; // for diagnostics and bench/flow_canvas.py
+export { canvas, edit, ports, state, undo }; // for diagnostics and bench/flow_canvas.py

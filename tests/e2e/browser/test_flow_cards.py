@@ -62,6 +62,10 @@ def test_a_carousel_is_built_in_the_form_and_a_card_button_connected_on_the_canv
     # Red's "Sizes" button (card 2 now) is a port on the node: drag it to the step.
     connect(page, "offer", "cards.1.buttons.0", "sizes")
     expect(page.locator('[data-edge="offer:sizes"]')).to_have_attribute("data-port", "cards.1.buttons.0")
+    page.get_by_role("button", name="Undo", exact=True).click()  # undo and redo redraw just that step
+    expect(page.locator('[data-edge="offer:sizes"]')).to_have_count(0)
+    page.get_by_role("button", name="Redo", exact=True).click()
+    expect(page.locator('[data-edge="offer:sizes"]')).to_have_attribute("data-port", "cards.1.buttons.0")
     node(page, "offer").locator(".fnode-head").click()
     expect(page.get_by_label("Card 2 button 1 goes to")).to_have_value("sizes")
     expect(node(page, "offer")).to_contain_text("Red shirt: See it online ↗")
