@@ -79,6 +79,10 @@ async def test_cancelled_caller_does_not_break_the_writer(gateway: Gateway) -> N
     doomed = asyncio.ensure_future(gateway.write(insert, "never"))
     await asyncio.sleep(0)
     doomed.cancel()
+    # The cancellation reaches the queued job through asyncio's future chaining, one loop turn
+    # after the caller is cancelled: let it land before the writer is released.
+    await asyncio.gather(doomed, return_exceptions=True)
+    await asyncio.sleep(0)
     release.set()
     await blocker
     assert await gateway.write(insert, "after") >= 1
