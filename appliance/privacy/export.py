@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
-from appliance.errors import AatError
+from appliance.errors import AatError, Unprocessable
 from appliance.settings import Settings
 from appliance.store import connection
 from appliance.store.workspace import load_keys
@@ -67,15 +67,15 @@ class ExportResult:
 
 
 def check_passphrase(passphrase: str) -> str:
-    """A usable passphrase, or an error saying why not."""
+    """A usable passphrase, or an error saying why not (422: the admin API passes it on)."""
     if len(passphrase) < MIN_PASSPHRASE:
-        raise AatError(f"the passphrase must have at least {MIN_PASSPHRASE} characters", code="weak_passphrase")
+        raise Unprocessable(f"the passphrase must have at least {MIN_PASSPHRASE} characters", code="weak_passphrase")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in passphrase):
-        raise AatError("the passphrase must not contain control characters (newlines, tabs...)",
-                       code="invalid_passphrase")
+        raise Unprocessable("the passphrase must not contain control characters (newlines, tabs...)",
+                            code="invalid_passphrase")
     if _RAW_KEY.match(passphrase):
         # SQLCipher would take x'...' as a raw key, not a passphrase: other tools would not open it.
-        raise AatError("the passphrase must not have the form x'...'", code="invalid_passphrase")
+        raise Unprocessable("the passphrase must not have the form x'...'", code="invalid_passphrase")
     return passphrase
 
 
