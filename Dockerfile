@@ -17,13 +17,21 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/aat
 WORKDIR /src
+# The runtime dependencies first, exactly as locked: every file checked against its sha256 in
+# requirements/image.lock (regenerate with the command at its top when pyproject.toml changes;
+# tests/packaging/test_image_lock.py checks that it covers every dependency). Its own layer, so
+# a code change does not reinstall them.
+COPY requirements/image.lock ./requirements/image.lock
+RUN /opt/aat/bin/pip install --require-hashes --only-binary=:all: -r requirements/image.lock
 # Only what the package is built from (setuptools reads README.md for the long description).
 COPY pyproject.toml README.md ./
 COPY appliance ./appliance
 COPY control_plane ./control_plane
 COPY migrations ./migrations
-# pip compiles every module to bytecode at install time, so starts do not compile sources.
-RUN /opt/aat/bin/pip install . \
+# --no-deps: nothing beyond the lock is installed; pip check fails the build if the lock no
+# longer satisfies pyproject.toml. pip compiles every module to bytecode at install time.
+RUN /opt/aat/bin/pip install --no-deps . \
+    && /opt/aat/bin/pip check \
     && /opt/aat/bin/aat-appliance --version \
     && /opt/aat/bin/aat-control-plane --help > /dev/null
 
