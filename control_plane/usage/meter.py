@@ -13,8 +13,10 @@ tenant's subscription's customer), ``payload[value]`` and ``identifier`` =
 ``<tenant>-<period>-<quantity>-<new total>``, also sent as the ``Idempotency-Key``. The
 identifier names the total it brings Stripe to, so a retry of the same step (a timeout, a crash
 before the row was written) is the same request and Stripe counts it once; the row is written
-after Stripe accepted it. A Stripe failure is logged and left for the sweep. No timestamp is
-sent (Stripe stamps receipt), so a retried request has exactly the same parameters.
+after Stripe accepted it. A Stripe failure is logged and the (tenant, period) kept in
+:attr:`Overage.pending` for the sweep to retry (after a restart, the tenant's next hourly report
+does it). No timestamp is sent (Stripe stamps receipt), so a retried request has exactly the same
+parameters.
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ class Overage:
         self.plans = plans
         self.client = client
         self._lock = asyncio.Lock()  # one tenant-period computation at a time: no two events for one step
+        self.pending: set[tuple[str, str]] = set()  # (tenant, period) whose last send failed
 
     async def report(self, tenant_id: str, period: str) -> list[dict[str, Any]]:
         """Send what Stripe was not told yet; returns the meter events sent now."""
         if not self.meters or self.client is None:
             return []
         async with self._lock:
+            self.pending.discard((tenant_id, period))
             row = await self.db.read(tenants.get_tenant, tenant_id)  # reports come from known tenants only
             latest = await self.db.read(store.latest_report, tenant_id, period)
             subscription = await self.db.read(billing.get_subscription, tenant_id)
@@ -88,7 +92,9 @@ class Overage:
                     continue
                 event = await self._send(tenant_id, period, metric, event_name, subscription["customer_id"],
                                          value=overage - told, total=overage)
-                if event is not None:
+                if event is None:
+                    self.pending.add((tenant_id, period))
+                else:
                     sent.append(event)
             return sent
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -131,10 +131,9 @@ class UsageReports:
         return {"status": "recorded", "report_id": report.report_id, "period": report.period, "meter_events": sent}
 
     async def retry_overage(self) -> int:
-        """The sweep's part: overage of this and last month's reports that Stripe was not told
-        about yet (an earlier failure); returns how many meter events were sent."""
-        last_month = (utcnow().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+        """The sweep's part: the overage whose sending failed since the control plane started
+        (:attr:`Overage.pending`); returns how many meter events were sent."""
         total = 0
-        for tenant_id, period in await self.db.read(store.periods_with_reports, last_month):
+        for tenant_id, period in sorted(self.overage.pending):
             total += len(await self.overage.report(tenant_id, period))
         return total

@@ -9,7 +9,7 @@ from sqlite_utils import Database
 from appliance.store.rows import many, one, scalar
 
 __all__ = ["USAGE", "report_seen", "last_issued_at", "insert_report", "reports", "latest_report", "told_stripe",
-           "insert_meter_event", "meter_events", "periods_with_reports"]
+           "insert_meter_event", "meter_events"]
 
 USAGE = ("contacts", "automated_contacts", "ai_replies", "seats", "channels", "messages")
 
@@ -64,9 +64,3 @@ def meter_events(db: Database, tenant_id: str, period: str | None) -> list[dict[
     return many(db, "SELECT * FROM meter_events WHERE tenant_id = ? AND period = ? ORDER BY metric, total",
                 [tenant_id, period])
 
-
-def periods_with_reports(db: Database, since_period: str) -> list[tuple[str, str]]:
-    """(tenant, period) pairs with reports from ``since_period`` on (the sweep's overage retries)."""
-    return [(r["tenant_id"], r["period"]) for r in many(
-        db, "SELECT DISTINCT tenant_id, period FROM usage_reports WHERE period >= ? ORDER BY tenant_id, period",
-        [since_period])]

@@ -213,13 +213,14 @@ def test_a_stripe_outage_or_a_lost_answer_never_bills_twice(cp: ControlPlaneServ
     assert cp.run(cp.cp.usage_reports.retry_overage()) == 1  # the sweep's retry
     assert stripe_api.meter_events[identifier]["payload"] == {"stripe_customer_id": customer, "value": "5"}
 
-    # Stripe took it but the control plane died before writing its row: the next try is the same
-    # request (identifier and Idempotency-Key), answered with the first answer, counted once.
+    # Stripe took it but the control plane died before writing its row: the tenant's next report
+    # makes the same request (identifier and Idempotency-Key), answered with the first answer,
+    # counted once.
     cp.run(cp.cp.store.gateway.write(lambda db: db.conn.execute("DELETE FROM meter_events WHERE identifier = ?",
                                                                [identifier])))
     billed_before = dict(stripe_api.meter_events)
     before = len(stripe_api.requests)
-    assert cp.run(cp.cp.usage_reports.retry_overage()) == 1
+    assert len(post(cp, report(tenant_id, {"ai_replies": 80, "contacts": 130}), secret).json()["meter_events"]) == 1
     [again] = meter_posts(stripe_api, before)
     assert (again.form["identifier"], again.headers["idempotency-key"]) == (identifier, identifier)
     assert stripe_api.meter_events == billed_before
