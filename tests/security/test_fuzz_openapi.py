@@ -43,7 +43,7 @@ from tests.conftest import APP_SECRET, MASTER_KEY, VERIFY_TOKEN
 from tests.helpers import connect_channel, make_token
 from tests.standins.graph_api import GraphStandIn
 
-FUZZ = settings(max_examples=2, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=3, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
 ENTITLEMENTS_KEY = base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes_raw()).decode()
 STREAMS = {"/api/v1/events"}  # Server-Sent Events: an answer that never ends, by design
