@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-__all__ = ["MARKER", "json_values", "mutated", "paths_of", "nested"]
+__all__ = ["MARKER", "json_values", "mutated", "nested", "paths_of"]
 
 MARKER = "ZQXMARKERZQX"
 

@@ -38,8 +38,8 @@ from control_plane.app import create_app as create_control_plane
 from control_plane.provisioning.base import Endpoint, ExecResult, TenantSpec
 from control_plane.provisioning.local import free_port
 from control_plane.settings import ControlPlaneSettings, PlatformApp
-from tests.control_plane.standins.stripe_api import StripeStandIn
 from tests.conftest import APP_SECRET, MASTER_KEY, VERIFY_TOKEN
+from tests.control_plane.standins.stripe_api import StripeStandIn
 from tests.helpers import connect_channel, make_token
 from tests.standins.graph_api import GraphStandIn
 

@@ -35,8 +35,8 @@ from appliance.channels.events import (
     TemplateStatus,
 )
 from appliance.errors import Detail
-from appliance.flows.validate import check_document
 from appliance.flows.templating import render_template, render_url, render_value
+from appliance.flows.validate import check_document
 from tests.conftest import FIXTURES, fixture_json
 from tests.security.mutations import MARKER, json_values, mutated, unicode_text
 

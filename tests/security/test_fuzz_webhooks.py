@@ -31,7 +31,14 @@ from appliance.ingest.routes import MAX_BODY_BYTES
 from appliance.settings import Settings
 from appliance.store.rows import many, scalar
 from appliance.store.workspace import Workspace, open_workspace
-from tests.conftest import APP_SECRET, FIXTURES, MASTER_KEY, VERIFY_TOKEN, fixture_json, signed_headers
+from tests.conftest import (
+    APP_SECRET,
+    FIXTURES,
+    MASTER_KEY,
+    VERIFY_TOKEN,
+    fixture_json,
+    signed_headers,
+)
 from tests.helpers import connect_channel, make_token
 from tests.security.mutations import mutated
 from tests.standins.graph_api import GraphStandIn
