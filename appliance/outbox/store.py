@@ -207,10 +207,6 @@ def mark_sent(
 ) -> None:
     """Meta accepted every part; record how it was sent (the policy decides at send time)."""
     db.execute("DELETE FROM outbox WHERE id = ?", [outbox_id])
-    db.execute(
-        "UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ? WHERE id = ?",
-        [messaging_type, tag, message_id],
-    )
     first = external_ids[0] if external_ids else None
     if len(external_ids) > 1:
         db.execute(
@@ -218,8 +214,9 @@ def mark_sent(
             [json.dumps(external_ids), message_id],
         )
     db.execute(
-        "UPDATE messages SET sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?) WHERE id = ?",
-        [now, first, message_id],
+        """UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ?,
+               sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?) WHERE id = ?""",
+        [messaging_type, tag, now, first, message_id],
     )
     advance_status(db, message_id, "sent", now)
 
