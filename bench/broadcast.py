@@ -21,8 +21,10 @@
 Reported: the achieved rate (sends / time from the first arrival to the last), its ratio to the
 limit (target >= 0.95), the busiest sliding second seen by the stand-in (target <= the limit;
 the stand-in's own 130429 count must be 0), duplicates and recipients missed (target 0 and 0),
-the broadcast's counts, the peak RSS (target < 150 MB), the server's CPU per message, and how
-long materialising the audience took before the first send. The result is written to
+the broadcast's counts, the peak RSS (target < 150 MB), the server's CPU per message, the
+stand-in's own CPU per message (``sink`` only: it must not be the bottleneck), the 1-minute load
+average at the end (the machine may be shared), and how long materialising the audience took
+before the first send. The result is written to
 ``bench/results/broadcast-<time>.json``; the data directory is removed.
 """
 
@@ -85,9 +87,11 @@ def _sink(conn: Any, rate: int) -> None:
         conn.send(sink.base_url)
         asked = asyncio.Event()
         threading.Thread(target=lambda: (conn.recv(), loop.call_soon_threadsafe(asked.set)), daemon=True).start()
+        cpu0 = time.process_time()  # the stand-in process: from serving to the report
         await asked.wait()  # "report"
+        cpu = time.process_time() - cpu0
         arrivals = [(r.at, to, True) for to, replies in sink.replies.items() for r in replies]
-        conn.send({"arrivals": arrivals, "violations": sink.counts.refused})
+        conn.send({"arrivals": arrivals, "violations": sink.counts.refused, "cpu_seconds": cpu})
         await sink.stop()
 
     asyncio.run(serve())
@@ -250,6 +254,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_end_mb": round(samples[-1]["rss"] / 1e6, 1),
         "server_cpu_seconds": round(cpu, 1),
         "server_cpu_ms_per_message": round(1000 * cpu / max(1, len(times)), 3),
+        "standin_cpu_seconds": round(report["cpu_seconds"], 1) if "cpu_seconds" in report else None,
+        "standin_cpu_ms_per_message": round(1000 * report["cpu_seconds"] / max(1, len(times)), 3)
+        if "cpu_seconds" in report else None,
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
         "prepare_seconds": round(prepared, 1),
     }
     result["targets"] = {

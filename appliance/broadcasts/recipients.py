@@ -40,7 +40,7 @@ from appliance.flows.templating import render_template, render_url
 from appliance.inbox.store import ensure_conversation
 from appliance.outbox import store as outbox
 from appliance.outbox.retry import PAIR_RATE_SECONDS
-from appliance.store.rows import many, one, scalar
+from appliance.store.rows import many, one
 from appliance.timeutil import from_iso, to_iso
 
 __all__ = ["materialize", "advance", "pull_back", "estimate", "render_message", "BROADCAST_PRIORITY"]
@@ -130,15 +130,37 @@ def render_message(message: dict[str, Any], contact: dict[str, Any], workspace_n
     return "template", None, {"template": sent}
 
 
-def _not_before(db: Database, contact_id: int, conversation_id: int, now: datetime) -> str | None:
-    """The pair rate (module docstring): when this contact may get its next WhatsApp message."""
-    last = scalar(db, "SELECT max(sent_at) FROM messages WHERE contact_id = ? AND direction = 'out'", [contact_id])
-    waiting = scalar(db, "SELECT 1 FROM outbox WHERE conversation_id = ? LIMIT 1", [conversation_id])
+def _pair_rate_facts(db: Database, contact_ids: list[int], conversation_ids: list[int]) -> tuple[dict[int, str], set[int]]:
+    """For the pair rate (module docstring), in two statements for a whole batch: each contact's
+    last outbound ``sent_at``, and the conversations with a message still in the outbox."""
+    marks = ", ".join("?" * len(contact_ids))
+    last = {r["contact_id"]: r["last"] for r in many(
+        db, f"""SELECT contact_id, max(sent_at) AS last FROM messages
+                WHERE contact_id IN ({marks}) AND direction = 'out' GROUP BY contact_id""", contact_ids)
+            if r["last"]}
+    waiting: set[int] = set()
+    if conversation_ids:
+        marks = ", ".join("?" * len(conversation_ids))
+        waiting = {r["conversation_id"] for r in many(
+            db, f"SELECT DISTINCT conversation_id FROM outbox WHERE conversation_id IN ({marks})", conversation_ids)}
+    return last, waiting
+
+
+def _not_before(last: str | None, waiting: bool, now: datetime) -> str | None:
+    """The pair rate (module docstring): when this contact may get its next WhatsApp message,
+    given its last outbound ``sent_at`` and whether a message to it still waits in the outbox."""
     candidates = [from_iso(last) + PAIR_RATE] if last else []
     if waiting:
         candidates.append(now + PAIR_RATE)
     due = max(candidates, default=None)
     return to_iso(due) if due is not None and due > now else None
+
+
+def _conversations(db: Database, contact_ids: list[int]) -> dict[int, int]:
+    """contact id -> conversation id, for those that have one (one statement for a batch)."""
+    marks = ", ".join("?" * len(contact_ids))
+    return {r["contact_id"]: r["id"] for r in many(
+        db, f"SELECT contact_id, id FROM conversations WHERE contact_id IN ({marks})", contact_ids)}
 
 
 def advance(
@@ -164,35 +186,46 @@ def advance(
                     WHERE r.broadcast_id = ? AND r.state = 'pending' ORDER BY r.contact_id LIMIT ?""",
         [broadcast_id, batch],
     )
+    if not pending:
+        return result
+    # Batched reads and writes: one statement each for the whole batch where the rows allow it
+    # (the per-recipient outcome is the same as deciding them one by one).
+    contact_ids = [c["contact_id"] for c in pending]
+    conversations = _conversations(db, contact_ids)
+    last_sent, waiting = _pair_rate_facts(db, contact_ids, list(conversations.values()))
+    skipped: list[tuple[Any, ...]] = []
+    queued: list[tuple[Any, ...]] = []
     for contact in pending:
         reason = _decide(plan, contact, moment)
         if reason is not None:
-            db.execute(
-                """UPDATE broadcast_recipients SET state = 'skipped', reason = ?, decided_at = ?
-                   WHERE broadcast_id = ? AND contact_id = ?""",
-                [reason, now, broadcast_id, contact["contact_id"]],
-            )
+            skipped.append((reason, now, broadcast_id, contact["contact_id"]))
             result["skipped"] += 1
             continue
         if result["queued"] >= room:
             result["full"] = True
-            return result
-        conversation_id = ensure_conversation(db, contact["contact_id"], contact["channel_id"], now)
+            break
+        contact_id = contact["contact_id"]
+        conversation_id = conversations.get(contact_id)
+        if conversation_id is None:
+            conversation_id = ensure_conversation(db, contact_id, contact["channel_id"], now)
         kind, text, payload = render_message(message, contact, workspace_name)
         payload["broadcast"] = {"id": broadcast_id}
         message_id = outbox.enqueue(
             db, conversation_id=conversation_id, kind=kind, text=text, payload=payload, sent_by="bot",
             user_id=None, messaging_type=None, tag=None, now=now, priority=BROADCAST_PRIORITY,
-            not_before=_not_before(db, contact["contact_id"], conversation_id, moment)
+            not_before=_not_before(last_sent.get(contact_id), conversation_id in waiting, moment)
             if contact["channel_type"] == "whatsapp" else None,
         )
-        db.execute(
-            """UPDATE broadcast_recipients SET state = 'queued', message_id = ?, decided_at = ?
-               WHERE broadcast_id = ? AND contact_id = ?""",
-            [message_id, now, broadcast_id, contact["contact_id"]],
-        )
+        queued.append((message_id, now, broadcast_id, contact_id))
         result["queued"] += 1
-    result["more"] = len(pending) == batch
+    else:
+        result["more"] = len(pending) == batch
+    db.conn.executemany(
+        """UPDATE broadcast_recipients SET state = 'skipped', reason = ?, decided_at = ?
+           WHERE broadcast_id = ? AND contact_id = ?""", skipped)
+    db.conn.executemany(
+        """UPDATE broadcast_recipients SET state = 'queued', message_id = ?, decided_at = ?
+           WHERE broadcast_id = ? AND contact_id = ?""", queued)
     return result
 
 

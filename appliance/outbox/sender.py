@@ -15,8 +15,10 @@ One asyncio task in the web process. Each round it claims due rows (durably mark
   Messenger ``metadata`` / WhatsApp ``biz_opaque_callback_data``;
 - the channel's rate limiter holds a slot around every request
   (:mod:`appliance.outbox.ratelimit`); broadcast messages (``priority`` > 0) queue for their
-  slot one at a time per channel, first come first served, so at most one of them competes
-  with an agent reply or a flow message for the next free slot;
+  slot one at a time per channel, first come first served, and none takes a slot while an
+  agent reply or a flow message claimed on that channel is not done yet, so at most one of
+  them competes with it for the next free slot. They go out through the broadcast send
+  path (:mod:`appliance.outbox.bulk`: aiohttp directly, outcomes recorded by group commit);
 - transient errors are retried with backoff and jitter, permanent ones fail at once, code 190
   marks the channel ``needs_reauth`` and fails the message (:mod:`appliance.outbox.retry`);
   a throttling answer (130429, 613, 80007 ...: ``retry.THROTTLE_CODES``) also holds every
@@ -57,6 +59,7 @@ from appliance.connections.store import mark_needs_reauth, token_context
 from appliance.contacts.store import set_marketing_preference
 from appliance.metrics import Metrics
 from appliance.outbox import policy, retry, store
+from appliance.outbox.bulk import GraphWire, Recorder
 from appliance.outbox.ratelimit import LimiterRegistry, SlidingWindowLimiter
 from appliance.settings import Settings
 from appliance.store.gateway import Gateway
@@ -156,7 +159,7 @@ class Sender:
         client: httpx.AsyncClient,
         fields: FieldCipher,
         metrics: Metrics,
-        concurrency: int = 64,
+        concurrency: int = 256,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
@@ -175,6 +178,16 @@ class Sender:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[MessageListener] = []
+        # The broadcast send path (appliance/outbox/bulk.py): its own connection pool, sized to
+        # the sends in flight, and group commit of its outcomes.
+        self._wire = GraphWire(user_agent=client.headers.get("User-Agent", "aat-appliance"),
+                               timeout=settings.http_timeout_seconds, connections=concurrency)
+        self._recorder = Recorder(gateway)
+        self._accounts: dict[tuple[Any, ...], ChannelAccount] = {}
+        self._urgent: dict[int, int] = {}  # channel id -> priority-0 sends claimed and not done
+        self._urgent_done: dict[int, asyncio.Event] = {}  # set when that count is back to 0
+        self._counters: dict[tuple[str, str], Any] = {}  # labelled children of the metrics, made once
+        self._timers: dict[str, Any] = {}
 
     def wake(self) -> None:
         """Look at the outbox now (something was queued, a channel reconnected). Safe from
@@ -252,8 +265,13 @@ class Sender:
         """Wait for the sends in flight (used at shutdown and by tests)."""
         while self._in_flight:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        await self._wire.aclose()  # reopened by the next broadcast send
 
     async def _deliver(self, row: dict[str, Any]) -> None:
+        channel_id, urgent = row["channel_id"], row["priority"] <= 0
+        if urgent:  # broadcast messages wait for it from now on (see _slot)
+            self._urgent[channel_id] = self._urgent.get(channel_id, 0) + 1
+            self._urgent_done.setdefault(channel_id, asyncio.Event()).clear()
         try:
             outcome = await self._attempt(row)
         except Exception:  # noqa: BLE001 - a bug must not kill the sender
@@ -266,7 +284,16 @@ class Sender:
                     next_attempt_at=to_iso(self._clock() + timedelta(seconds=CRASHED_SEND_RETRY_SECONDS)),
                     error="internal error",
                 )
-        self._metrics.sends.labels(channel=row["channel_type"], outcome=outcome).inc()
+        finally:
+            if urgent:
+                self._urgent[channel_id] -= 1
+                if not self._urgent[channel_id]:
+                    self._urgent_done[channel_id].set()
+        key = (row["channel_type"], outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._metrics.sends.labels(channel=key[0], outcome=outcome)
+        counter.inc()
         for listener in self.listeners:
             try:
                 await listener([row["message_id"]])
@@ -336,8 +363,16 @@ class Sender:
         for index in range(row["parts_done"], len(bodies)):
             await self._respect_hold(row["channel_id"])
             async with self._slot(row, limiter):
-                with self._metrics.send_seconds.labels(channel=channel_type).time():
-                    result = await adapter.send(self._client, self._settings, account, bodies[index])
+                timer = self._timers.get(channel_type)
+                if timer is None:
+                    timer = self._timers[channel_type] = self._metrics.send_seconds.labels(channel=channel_type)
+                with timer.time():
+                    if row["priority"] > 0 and channel_type == "whatsapp":  # the broadcast send path
+                        result = await self._wire.post_whatsapp(
+                            self._settings.graph_url(f"{account.external_id}/messages"), account.access_token,
+                            bodies[index])
+                    else:
+                        result = await adapter.send(self._client, self._settings, account, bodies[index])
             if result.ok:
                 if result.external_id:
                     sent_ids.append(result.external_id)
@@ -346,7 +381,8 @@ class Sender:
                 continue
             assert result.error is not None  # adapters return an error whenever ok is False
             return await self._after_error(row, result.error, result.retry_after)
-        await self._db.write(
+        write = self._recorder.write if row["priority"] > 0 else self._db.write
+        await write(
             store.mark_sent, row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
             messaging_type=decision.messaging_type, tag=decision.tag,
         )
@@ -355,12 +391,22 @@ class Sender:
     @contextlib.asynccontextmanager
     async def _slot(self, row: dict[str, Any], limiter: SlidingWindowLimiter) -> AsyncIterator[None]:
         """A slot of the channel's limiter for one request (see the module docstring)."""
+        channel_id = row["channel_id"]
         if row["priority"] > 0:
-            turn = self._bulk_turns.setdefault(row["channel_id"], asyncio.Lock())
+            turn = self._bulk_turns.setdefault(channel_id, asyncio.Lock())
             async with turn:
+                # Not while a reply or flow message claimed for this channel is being sent
+                # (from its claim until its outcome is recorded): broadcast requests leave
+                # faster (appliance/outbox/bulk.py) and would otherwise overtake it on the wire.
+                while self._urgent.get(channel_id):
+                    await self._urgent_done.setdefault(channel_id, asyncio.Event()).wait()
                 await limiter.acquire()
-        else:
-            await limiter.acquire()
+            try:
+                yield
+            finally:
+                limiter.release()
+            return
+        await limiter.acquire()
         try:
             yield
         finally:
@@ -373,6 +419,17 @@ class Sender:
             await asyncio.sleep(wait)
 
     def _account(self, row: dict[str, Any]) -> ChannelAccount:
+        """The channel's account with its token decrypted, kept per (channel, ciphertext): a
+        reconnected channel has a new ciphertext, so a new token is never missed."""
+        key = (row["channel_id"], row["access_token_enc"], row["channel_external_id"], row["page_id"], row["waba_id"])
+        account = self._accounts.get(key)
+        if account is None:
+            if len(self._accounts) > 64:
+                self._accounts.clear()
+            account = self._accounts[key] = self._decrypt_account(row)
+        return account
+
+    def _decrypt_account(self, row: dict[str, Any]) -> ChannelAccount:
         channel_type = row["channel_type"]
         return ChannelAccount(
             id=row["channel_id"],

@@ -218,7 +218,9 @@ async def test_an_agent_reply_is_not_stuck_behind_a_broadcast(
     customer = wa_contact(workspace, channel_id, 99, tags=("customer",))
     broadcast = await create(client, auth, {"text": "The sale is on"}, {"tags": {"none": ["customer"]}})
     await act(client, auth, broadcast["id"], "start")
-    await wait_until(lambda: _count_at_least(graph_api, 2))
+    # The first second's 4 sends leave together: wait for all of them, so that none of that
+    # burst is still on its way when the reply is queued.
+    await wait_until(lambda: _count_at_least(graph_api, 4))
     [conversation] = rows(workspace, "SELECT id FROM conversations WHERE contact_id = ?", [customer])
     before = len(graph_api.sends_to(PHONE_ID))
     reply = await client.post(f"/api/v1/conversations/{conversation['id']}/messages", headers=auth,
