@@ -212,7 +212,9 @@ class Forwarder:
 
     # --- the worker -----------------------------------------------------------------------------
     async def _work(self, queue: _Queue) -> None:
-        while True:
+        # Not `while True`: Python 3.11's wait_for can swallow a cancellation that races with the
+        # wake-up it waits for, so a closed forwarder's workers also stop by themselves.
+        while not self._closed:
             queue.wake.clear()
             target = self.targets.get(queue.tenant_id)
             if target is None or not target.active:

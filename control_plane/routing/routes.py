@@ -38,8 +38,10 @@ def verify_subscription(request: Request[Any, Any, Any], cp: CpDep) -> Response[
 
 
 @post("/webhooks/meta", request_max_body_size=MAX_BODY_BYTES, status_code=200, media_type="text/plain")
-async def receive_webhook(request: Request[Any, Any, Any], cp: CpDep) -> str:
-    """Acknowledge a delivery once every tenant's part of it is durable."""
+async def receive_webhook(request: Request[Any, Any, Any]) -> str:
+    """Acknowledge a delivery once every tenant's part of it is durable. (The control plane is
+    taken from the app's state, not injected: the hottest route skips dependency resolution.)"""
+    cp = request.app.state.cp
     try:
         body = await request.body()
     except ClientException as exc:

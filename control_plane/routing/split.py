@@ -14,6 +14,12 @@ asset id (§2-4):
 Entries that need no split are forwarded as the exact bytes Meta sent. Each part also carries
 the Meta user ids it mentions (senders, recipients, commenters, WhatsApp ``wa_id`` / BSUID),
 for the data-deletion fan-out.
+
+Page and Instagram entries are decoded into typed structs holding only what routing reads (the
+id, senders, recipients, commenters): message texts, attachments and the rest are skipped by
+the decoder, not built as Python objects. An entry whose shape does not fit those types (an id
+that is neither text nor a number, a list holding a non-object, ...) is read the generic way,
+with the same result.
 """
 
 from __future__ import annotations
@@ -35,6 +41,45 @@ WABA = "whatsapp_waba"
 class _Envelope(msgspec.Struct):
     object: str = ""
     entry: list[msgspec.Raw] = []
+
+
+class _Who(msgspec.Struct):
+    id: str | int | None = None
+
+
+class _Messaging(msgspec.Struct):
+    sender: _Who | None = None
+    recipient: _Who | None = None
+
+
+class _Contact(msgspec.Struct):
+    wa_id: str | int | None = None
+    user_id: str | int | None = None
+
+
+class _Status(msgspec.Struct):
+    recipient_id: str | int | None = None
+
+
+class _Value(msgspec.Struct):
+    from_: _Who | None = msgspec.field(default=None, name="from")
+    contacts: list[_Contact] | None = None
+    statuses: list[_Status] | None = None
+
+
+class _Change(msgspec.Struct):
+    value: _Value | None = None
+
+
+class _Entry(msgspec.Struct):
+    id: str | int | None = None
+    messaging: list[_Messaging] | None = None
+    standby: list[_Messaging] | None = None
+    changes: list[_Change] | None = None
+
+
+_entry_decoder = msgspec.json.Decoder(_Entry)
+_any_decoder = msgspec.json.Decoder()
 
 
 @dataclass(slots=True)
@@ -128,6 +173,40 @@ def _whatsapp(entry: dict[str, Any], raw: bytes, waba: str | None) -> list[Part]
     return parts
 
 
+def _typed_part(kind: str, raw: bytes) -> Part | None:
+    """A page/Instagram entry's part from the typed decode, or ``None``: read it generically."""
+    try:
+        entry = _entry_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    users: set[str] = set()
+    events = 0
+    for items in (entry.messaging, entry.standby):
+        for item in items or ():
+            events += 1
+            for who in (item.sender, item.recipient):
+                if who is not None and (uid := _id(who.id)):
+                    users.add(uid)
+    for change in entry.changes or ():
+        events += 1
+        value = change.value
+        if value is None:
+            continue
+        if value.from_ is not None and (uid := _id(value.from_.id)):
+            users.add(uid)
+        for contact in value.contacts or ():
+            for candidate in (contact.wa_id, contact.user_id):
+                if uid := _id(candidate):
+                    users.add(uid)
+        for status in value.statuses or ():
+            if uid := _id(status.recipient_id):
+                users.add(uid)
+    asset = _id(entry.id)
+    if asset is not None:
+        users.discard(asset)
+    return Part(kind, asset, raw, max(events, 1), users)
+
+
 def split(body: bytes) -> Delivery:
     """Parts of a delivery, one per asset (raises ``BadRequest`` when it is not a JSON object)."""
     try:
@@ -139,8 +218,11 @@ def split(body: bytes) -> Delivery:
     parts: list[Part] = []
     for raw_entry in envelope.entry:
         raw = bytes(raw_entry)
+        if kind in ("messenger", "instagram") and (typed := _typed_part(kind, raw)) is not None:
+            parts.append(typed)
+            continue
         try:
-            entry = msgspec.json.decode(raw)
+            entry = _any_decoder.decode(raw)
         except msgspec.DecodeError:  # pragma: no cover - the envelope decoded, so it is JSON
             continue
         if not isinstance(entry, dict):

@@ -98,3 +98,17 @@ def test_a_waba_routes_until_its_last_number_is_disconnected() -> None:
     # The tenant still has a Page, but its WABA no longer routes to it.
     assert table.lookup("whatsapp_waba", "waba-1") is None
     assert table.lookup("messenger", "page-1") == "t1"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b'{"id":12,"messaging":[{"sender":{"id":5},"recipient":{"id":"12"}}]}', ("12", 1, {"5"})),
+    (b'{"id":true,"messaging":[1,{"sender":{"id":"x"}}]}', (None, 1, {"x"})),  # read the generic way
+    (b'{"id":"7","messaging":[{"sender":{"id":"a","x":[1,2]},"recipient":{"id":"7"},"message":{"text":"hi"}}],'
+     b'"changes":[{"value":"s"},{"value":{"statuses":[{"recipient_id":33}]}}]}', ("7", 3, {"a", "33"})),
+    (b'{"id":"9","standby":[{"sender":{"id":""},"recipient":{"id":"9"}}],"changes":[{"value":{"from":{"id":"c"},'
+     b'"contacts":[{"wa_id":"w","user_id":"US.1"}]}}],"messaging":null}', ("9", 2, {"c", "w", "US.1"})),
+])
+def test_entries_of_any_shape_give_the_same_routing_facts(raw: bytes, expected: tuple[object, int, set[str]]) -> None:
+    """Typed decoding of the fields routing reads, with the generic reading for odd shapes."""
+    (part,) = split(b'{"object":"page","entry":[' + raw + b"]}").parts
+    assert (part.asset_id, part.events, part.users) == expected and part.entry == raw
