@@ -7,8 +7,8 @@
   ``debug_token`` binding the token to our app, the profile with ``appsecret_proof``);
 - :mod:`~control_plane.accounts.sessions`: accounts made on first sign-in (16+ confirmed), sessions, CSRF;
 - :mod:`~control_plane.accounts.store`: accounts, sessions (token hashes only), sign-ins in progress;
-- :mod:`~control_plane.accounts.routes`: ``/auth/google/start``, ``/auth/google/callback``,
-  ``/auth/meta/start``, ``/auth/meta/callback``, ``/auth/logout``, ``/api/me``.
+- :mod:`~control_plane.accounts.routes`: ``/auth/google/login`` (alias ``/start``), ``/auth/google/callback``,
+  ``/auth/meta/login`` (alias ``/start``), ``/auth/meta/callback``, ``/auth/logout``, ``/api/me``.
 """
 
 __all__: list[str] = []

@@ -1,4 +1,5 @@
-"""``GET /auth/google/start`` (``?age_confirmed=true`` at sign-up), ``GET /auth/google/callback``,
+"""``GET /auth/google/login`` (``?age_confirmed=true`` at sign-up; ``/auth/google/start`` is the same route),
+``GET /auth/google/callback``, the same two for ``/auth/meta``,
 ``POST /auth/logout`` (X-CSRF-Token) and ``GET /api/me``."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _cookie(value: str, max_age: int) -> Cookie:
     return Cookie(key=COOKIE, value=value, httponly=True, secure=True, samesite="lax", path="/", max_age=max_age)
 
 
-@get("/auth/google/start")
+@get(["/auth/google/login", "/auth/google/start"])
 async def google_start(cp: CpDep, age_confirmed: bool = False) -> Redirect:
     return Redirect(path=await cp.google.start(age_confirmed=age_confirmed), status_code=302)
 
@@ -39,7 +40,7 @@ async def google_callback(cp: CpDep, oauth_state: Annotated[str, Parameter(query
     return Redirect(path="/", status_code=302, cookies=[_cookie(token, max_age)])
 
 
-@get("/auth/meta/start")
+@get(["/auth/meta/login", "/auth/meta/start"])
 async def meta_start(cp: CpDep, age_confirmed: bool = False) -> Redirect:
     return Redirect(path=await cp.meta_sign_in.start(age_confirmed=age_confirmed), status_code=302)
 

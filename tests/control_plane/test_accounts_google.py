@@ -36,7 +36,7 @@ def authorize(cp: ControlPlaneServer, provider: str, sub: str, *, age_confirmed:
     """Start, let the provider authorize ``sub``; returns the provider's redirect to our callback."""
     httpx.put(f"{provider}/users/{sub}", json={"email": sub, "email_verified": True, "name": "Alice Example"},
               timeout=10).raise_for_status()
-    start = httpx.get(cp.base_url + "/auth/google/start", params={"age_confirmed": str(age_confirmed).lower()},
+    start = httpx.get(cp.base_url + "/auth/google/login", params={"age_confirmed": str(age_confirmed).lower()},
                       timeout=10)
     assert start.status_code == 302, start.text
     granted = httpx.post(start.headers["location"], data={"sub": sub}, timeout=10)

@@ -34,7 +34,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory, facebook: FacebookLoginStandIn)
 
 
 def callback_of(cp: ControlPlaneServer, *, age_confirmed: bool = True) -> str:
-    start = httpx.get(cp.base_url + "/auth/meta/start", params={"age_confirmed": str(age_confirmed).lower()}, timeout=10)
+    start = httpx.get(cp.base_url + "/auth/meta/login", params={"age_confirmed": str(age_confirmed).lower()}, timeout=10)
     assert start.status_code == 302, start.text
     dialog = httpx.get(start.headers["location"], timeout=10)
     assert dialog.status_code == 302
