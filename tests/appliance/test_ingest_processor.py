@@ -1,5 +1,6 @@
 """The journal processor on a real workspace: listeners hear each chunk as soon as it commits,
-and replay yields to acknowledgements only when deliveries outpace it."""
+replay yields to acknowledgements only when deliveries outpace it, and the replies a chunk's
+flows queue are claimed in its own job, up to the sender's free slots."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import copy
 import json
 from typing import Any
 
+from appliance.connections.store import connect_channel
+from appliance.flows import store as flows
 from appliance.ingest import journal
 from appliance.ingest.apply import ApplySummary
 from appliance.ingest.processor import EVENTS_PER_JOB, JournalProcessor
@@ -85,3 +88,54 @@ async def test_a_conversation_is_replayed_at_full_priority(workspace: Workspace)
     assert processor.yielding is True
     assert await processor.process_pending() == 6
     assert workspace.gateway.read_sync(_pending_count) == 0
+
+
+class _Sender:
+    """Takes the replies the processor claims, as ``appliance.outbox.sender.Sender`` does."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.rows: list[dict[str, Any]] = []
+
+    def free_slots(self) -> int:
+        return self.slots
+
+    def start_claimed(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+
+
+ECHO_FLOW = {
+    "schema": "aat.flow/v1", "name": "Echo", "start": "reply",
+    "triggers": [{"type": "default", "channels": ["whatsapp"]}],
+    "steps": {"reply": {"type": "message", "text": "Hi {{contact.first_name|there}}"}},
+}
+
+
+async def test_replies_are_claimed_in_the_job_that_queued_them_up_to_the_free_slots(workspace: Workspace) -> None:
+    def setup(db: Any) -> None:
+        now = iso_now()
+        connect_channel(db, channel_type="whatsapp", external_id="109876543210987", token_enc="unused",
+                        name="bench", waba_id="203040506070809", page_id=None, rate_limit=None, now=now)
+        flows.publish(db, flows.create_flow(db, ECHO_FLOW, now)["id"], ECHO_FLOW, now)
+
+    workspace.gateway.write_sync(setup)
+    _journal(workspace, 3)
+    processor = JournalProcessor(gateway=workspace.gateway, metrics=Metrics(), batch=64)
+    processor.sender = sender = _Sender(slots=2)
+    queued: list[int] = []
+
+    async def listener(summary: ApplySummary) -> None:
+        queued.append(summary.followups.queued_messages)
+
+    processor.listeners.append(listener)
+    assert await processor.process_pending() == 3
+
+    # Two claimed (the free slots), committed as `sending` with everything the sender needs;
+    # the third stays queued and is the only one left for the sender's own round.
+    assert len(sender.rows) == 2
+    assert all(row["channel_type"] == "whatsapp" and row["text"].startswith("Hi ") for row in sender.rows)
+    states = workspace.gateway.read_sync(lambda db: sorted(
+        (r[0], r[1]) for r in db.execute("SELECT message_id, state FROM outbox")))
+    assert [state for _, state in states] == ["sending", "sending", "queued"]
+    assert {row["message_id"] for row in sender.rows} == {m for m, state in states if state == "sending"}
+    assert sum(queued) == 1
