@@ -245,7 +245,7 @@ class Gateway:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-                job.future.set_exception(exc)
+                job.future.set_exception(self._unavailable(exc) if _disk_full(exc) else exc)
             else:
                 self._fail_all([job], exc)  # the error itself ended the transaction (disk, I/O)
             return
