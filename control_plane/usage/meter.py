@@ -14,8 +14,8 @@ tenant's subscription's customer), ``payload[value]`` and ``identifier`` =
 identifier names the total it brings Stripe to, so a retry of the same step (a timeout, a crash
 before the row was written) is the same request and Stripe counts it once; the row is written
 after Stripe accepted it. A Stripe failure is logged and the (tenant, period) kept in
-:attr:`Overage.pending` for the sweep to retry (after a restart, the tenant's next hourly report
-does it). No timestamp is sent (Stripe stamps receipt), so a retried request has exactly the same
+:attr:`Overage.pending` for the sweep to retry (after a restart, the first sweep rechecks every
+tenant that reported this month or last). No timestamp is sent (Stripe stamps receipt), so a retried request has exactly the same
 parameters.
 """
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -76,6 +76,7 @@ class UsageReports:
         self.store = cp_store
         self.db = cp_store.gateway
         self.overage = overage
+        self._recovered = False  # the first sweep also rechecks what a restart forgot
 
     async def accept(self, body: bytes, header: str | None) -> dict[str, Any]:
         try:
@@ -131,8 +132,15 @@ class UsageReports:
         return {"status": "recorded", "report_id": report.report_id, "period": report.period, "meter_events": sent}
 
     async def retry_overage(self) -> int:
-        """The sweep's part: the overage whose sending failed since the control plane started
-        (:attr:`Overage.pending`); returns how many meter events were sent."""
+        """The sweep's part: the overage whose sending failed (:attr:`Overage.pending`); returns
+        how many meter events were sent. The first sweep after a start rechecks every tenant
+        that reported this month or last (a failure before a restart is in no memory, and last
+        month gets no new report), sending only what Stripe was not told."""
+        if not self._recovered:
+            now = utcnow()
+            last_month = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+            self.overage.pending.update(await self.db.read(store.reported_since, last_month))
+            self._recovered = True
         total = 0
         for tenant_id, period in sorted(self.overage.pending):
             total += len(await self.overage.report(tenant_id, period))

@@ -9,7 +9,7 @@ from sqlite_utils import Database
 from appliance.store.rows import many, one, scalar
 
 __all__ = ["USAGE", "report_seen", "last_issued_at", "insert_report", "reports", "latest_report", "told_stripe",
-           "insert_meter_event", "meter_events"]
+           "insert_meter_event", "meter_events", "reported_since"]
 
 USAGE = ("contacts", "automated_contacts", "ai_replies", "seats", "channels", "messages")
 
@@ -64,3 +64,10 @@ def meter_events(db: Database, tenant_id: str, period: str | None) -> list[dict[
     return many(db, "SELECT * FROM meter_events WHERE tenant_id = ? AND period = ? ORDER BY metric, total",
                 [tenant_id, period])
 
+
+
+def reported_since(db: Database, period: str) -> list[tuple[str, str]]:
+    """Every (tenant, period) with an accepted report in ``period`` or later."""
+    return [(r["tenant_id"], r["period"]) for r in
+            many(db, "SELECT DISTINCT tenant_id, period FROM usage_reports WHERE period >= ? ORDER BY tenant_id, period",
+                 [period])]

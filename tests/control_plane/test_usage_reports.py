@@ -23,6 +23,8 @@ from appliance.timeutil import iso_now, to_iso, utcnow
 from control_plane.billing import store as billing_store
 from control_plane.lifecycle.service import new_tenant_row, unseal
 from control_plane.usage import store as usage_store
+from control_plane.usage.meter import Overage
+from control_plane.usage.reports import UsageReports
 from tests.control_plane.harness import ControlPlaneServer
 from tests.control_plane.standins.stripe_api import API_VERSION, StripeStandIn
 
@@ -227,3 +229,25 @@ def test_a_stripe_outage_or_a_lost_answer_never_bills_twice(cp: ControlPlaneServ
     assert cp.run(cp.cp.store.gateway.read(usage_store.told_stripe, tenant_id, period, "ai_replies")) == 30
     assert cp.run(cp.cp.usage_reports.retry_overage()) == 0
 
+
+
+def test_a_restarted_control_plane_bills_last_months_forgotten_overage_at_its_first_sweep(
+        cp: ControlPlaneServer, stripe_api: StripeStandIn, tenant: tuple[str, str, str]) -> None:
+    tenant_id, _, customer = tenant
+    first_of_month = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_month = (first_of_month - timedelta(days=1)).strftime("%Y-%m")
+    issued = to_iso(first_of_month - timedelta(hours=2))
+    # Last month's final report was kept but its meter event failed, and the process that
+    # remembered the failure is gone: a fresh UsageReports is what a restart starts with.
+    cp.run(cp.cp.store.gateway.write(usage_store.insert_report, report_id=f"r-{tenant_id}-last", tenant_id=tenant_id,
+                                     period=last_month, issued_at=issued, received_at=issued,
+                                     usage={**dict.fromkeys(usage_store.USAGE, 0), "ai_replies": 60}))
+    old = cp.cp.usage_reports.overage
+    restarted = UsageReports(cp.cp.store, Overage(old.meters, cp.cp.store, old.plans, old.client))
+    before = len(stripe_api.requests)
+    assert cp.run(restarted.retry_overage()) == 1
+    [sent] = meter_posts(stripe_api, before)
+    identifier = f"{tenant_id}-{last_month}-ai_replies-10"
+    assert (sent.form["identifier"], sent.headers["idempotency-key"]) == (identifier, identifier)
+    assert stripe_api.meter_events[identifier]["payload"] == {"stripe_customer_id": customer, "value": "10"}
+    assert cp.run(restarted.retry_overage()) == 0  # told once; the next sweeps send nothing
