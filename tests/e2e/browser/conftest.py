@@ -125,7 +125,7 @@ def _users_create(appliance: Appliance, key: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_app(tmp_path_factory: pytest.TempPathFactory, template: Template) -> Iterator[WebApp]:
     graph = GraphStandIn().start()
     root = tmp_path_factory.mktemp("browser")
@@ -146,13 +146,15 @@ def web_app(tmp_path_factory: pytest.TempPathFactory, template: Template) -> Ite
         graph.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, and the async tests collected after this package (tests/security) need it closed.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
     yield chromium
@@ -203,7 +205,7 @@ class Browsers:
             context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _states() -> dict[str, Any]:
     return {}
 
