@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from litestar import Request, get
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
+from markupsafe import Markup
 from sqlite_utils import Database
 
 from appliance.contacts import store as contacts
@@ -36,6 +37,7 @@ from appliance.web.api import IdPath, decode_cursor, encode_cursor
 from appliance.web.pages import store, views
 from appliance.web.pages.common import layout, signed_in
 from appliance.web.pages.session import page_context
+from appliance.web.pages.timeline import timeline_html
 
 __all__ = ["INBOX_PAGES", "THREAD_SIZE", "LIST_SIZE"]
 
@@ -86,10 +88,9 @@ def read_list(db: Database, *, user_id: int | None, view: str, channel: str | No
             "counts": store.view_counts(db, user_id, channel)}
 
 
-def _thread_items(db: Database, rows: list[dict[str, Any]], notes: list[dict[str, Any]], contact_name: str,
-                  zone: ZoneInfo, names: dict[int, str]) -> list[tuple[str, dict[str, Any]]]:
-    messages = [views.message_view(r, contact_name=contact_name, users=names, zone=zone) for r in rows]
-    return views.timeline(messages, [views.note_view(n, zone) for n in notes])
+def _timeline(rows: list[dict[str, Any]], notes: list[dict[str, Any]], contact_name: str, zone: ZoneInfo,
+              names: dict[int, str]) -> Markup:
+    return timeline_html(rows, notes, contact_name=contact_name, names=names, zone=zone)
 
 
 def _contact_view(contact: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def read_thread(db: Database, conversation_id: int, *, before: int | None = None
     return {
         "conversation": conversation,
         "contact": contact,
-        "items": _thread_items(db, rows, notes, contact["display_name"], zone, names),
+        "timeline": _timeline(rows, notes, contact["display_name"], zone, names),
         "older": older,
         "users": [{"id": u["id"], "label": u["name"] or u["email"]} for u in store.active_users(db)],
         "canned": canned.list_replies(db),
@@ -241,10 +242,10 @@ async def timeline_fragment(
         contact = _contact_view(contacts.get_contact(db, row["contact_id"]), zone)
         if before is not None:
             thread = read_thread(db, conversation_id, before=before, zone=zone, names=names)
-            return {"items": thread["items"], "older": thread["older"]}
+            return {"timeline": thread["timeline"], "older": thread["older"]}
         rows = store.messages_after(db, conversation_id, after_message or 0)
         notes = store.notes_after(db, conversation_id, after_note or 0)
-        return {"items": _thread_items(db, rows, notes, contact["display_name"], zone, names), "older": None}
+        return {"timeline": _timeline(rows, notes, contact["display_name"], zone, names), "older": None}
 
     try:
         data = await request.app.state.runtime.db.read(read)

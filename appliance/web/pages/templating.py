@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment
 from litestar.plugins.jinja import JinjaTemplateEngine
 
+from appliance.web.pages import timeline
 from appliance.web.pages.views import CHANNEL_NAMES
 
 __all__ = ["configure"]
@@ -43,3 +44,4 @@ def configure(engine: JinjaTemplateEngine) -> None:
     assert env.autoescape, "templates must autoescape"  # noqa: S101 - a start-up invariant
     env.filters["channel_name"] = _channel_name
     env.getattr = _dict_first_getattr(env)  # type: ignore[method-assign]
+    timeline.use_environment(env)

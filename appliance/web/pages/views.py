@@ -21,7 +21,7 @@ from appliance.timeutil import from_iso
 
 __all__ = [
     "safe_url", "message_view", "note_view", "conversation_view", "composer_state", "Composer",
-    "local_time", "timeline", "CHANNEL_NAMES", "duration_text",
+    "local_time", "CHANNEL_NAMES", "duration_text",
 ]
 
 CHANNEL_NAMES = {"messenger": "Messenger", "instagram": "Instagram", "whatsapp": "WhatsApp"}
@@ -226,18 +226,6 @@ def note_view(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     author = row.get("author_name") or row.get("author") or "AI assistant"
     return {"id": row["id"], "text": row["text"], "who": author, "time": local_time(row["created_at"], zone),
             "created_at": row["created_at"]}
-
-
-def timeline(messages: list[dict[str, Any]], notes: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """Messages (in id order) with the notes written between them, as ``(kind, view)``."""
-    items: list[tuple[str, dict[str, Any]]] = []
-    pending = list(notes)
-    for message in messages:
-        while pending and pending[0]["created_at"] < (message["created_at"] or ""):
-            items.append(("note", pending.pop(0)))
-        items.append(("message", message))
-    items.extend(("note", note) for note in pending)
-    return items
 
 
 def _preview(last: dict[str, Any] | None) -> str:
