@@ -378,7 +378,9 @@ async function publish() {
 $("save").addEventListener("click", save);
 $("publish").addEventListener("click", publish);
 window.addEventListener("beforeunload", (e) => {
-  if (root.classList.contains("dirty") && Object.keys(state.doc.steps).length) e.preventDefault();
+  // Decided now, not from the "dirty" class: that is refreshed 150 ms after the last edit.
+  const dirty = canonical(cleanDocument(state.doc)) !== state.saved;
+  if (dirty && Object.keys(state.doc.steps).length) e.preventDefault();
 });
 
 // --- history, import, export -------------------------------------------------------------
