@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -40,6 +41,7 @@ __all__ = [
     "median",
     "missing_tool",
     "require_module",
+    "sql_shape",
     "wait_ready",
 ]
 
@@ -232,3 +234,11 @@ def running(*servers: Server) -> Iterator[None]:
         for server in servers:
             if getattr(server, "proc", None) is not None:
                 server.stop()
+
+
+def sql_shape(sql: str) -> str:
+    """A statement with its literals replaced, so the same query counts once."""
+    sql = re.sub(r"'[^']*'", "?", sql)
+    sql = re.sub(r"\b(sqlite_utils|job)_[0-9a-f]+", r"\1_?", sql)
+    sql = re.sub(r"\b\d+\b", "?", sql)
+    return " ".join(sql.split())

@@ -23,7 +23,6 @@ import base64
 import collections
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import RESULTS_DIR, code_version, machine  # noqa: E402
+from _support import RESULTS_DIR, code_version, machine, sql_shape  # noqa: E402
 from events import deliveries  # noqa: E402
 
 from appliance.ingest import journal  # noqa: E402
@@ -42,14 +41,6 @@ from appliance.metrics import Metrics  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 from appliance.store.workspace import open_workspace  # noqa: E402
 from appliance.timeutil import iso_now  # noqa: E402
-
-
-def _shape(sql: str) -> str:
-    """A statement with its literals replaced, so the same query counts once."""
-    sql = re.sub(r"'[^']*'", "?", sql)
-    sql = re.sub(r"\b(sqlite_utils|job)_[0-9a-f]+", r"\1_?", sql)
-    sql = re.sub(r"\b\d+\b", "?", sql)
-    return " ".join(sql.split())
 
 
 def _journal(workspace: Any, bodies: list[bytes]) -> None:
@@ -84,7 +75,7 @@ def main() -> int:
             _journal(workspace, [next(stream) for _ in range(count)])
             if traced:
                 def trace(sql: str) -> None:
-                    shape = _shape(sql)
+                    shape = sql_shape(sql)
                     statements[shape] += 1
                     examples.setdefault(shape, sql)
 

@@ -113,7 +113,6 @@ def stop_side(side: Side) -> None:
         raise BenchError(f"{side.name} exited with code {code}; see {side.server.log_path}\n{side.server.log_tail()}")
 
 
-
 def _cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU seconds (user + system) of the whole process, and of its main thread (the event loop:
     on Linux the main thread's id is the process id); the rest is the appliance's writer and
@@ -130,7 +129,6 @@ def _rss_mib(pid: int) -> float:
     import psutil
 
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-
 
 
 # --- one run ----------------------------------------------------------------------------------

@@ -178,24 +178,6 @@ def breakdown(conn: Any, load: Load, arrivals: dict[int, float]) -> dict[str, An
     return {name: distribution(values) for name, values in stages.items() if values}
 
 
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) of the whole process, and of its main thread (the event loop:
-    on Linux the main thread's id is the process id); the rest is the appliance's writer and
-    reader threads and huey's worker."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    times = proc.cpu_times()
-    main = sum(t.user_time + t.system_time for t in proc.threads() if t.id == pid)
-    return times.user + times.system, main
-
-
-def _rss_mib(pid: int) -> float:
-    import psutil
-
-    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-
-
 def snapshot(rev: str, work: Path) -> tuple[Path, dict[str, Any]]:
     """``git archive`` of ``rev`` into the work directory: the appliance (and this process, when
     it opens the databases) then runs that commit's code, not a working tree that others may be

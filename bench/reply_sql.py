@@ -24,7 +24,6 @@ import base64
 import collections
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import RESULTS_DIR
+from _support import RESULTS_DIR, sql_shape
 from events import PHONE_NUMBER_ID, WABA_ID
 from reply_load import FLOW, build_events
 
@@ -47,13 +46,6 @@ from appliance.outbox import store as outbox
 from appliance.settings import Settings
 from appliance.store.workspace import open_workspace
 from appliance.timeutil import iso_now
-
-
-def _shape(sql: str) -> str:
-    sql = re.sub(r"'[^']*'", "?", sql)
-    sql = re.sub(r"\b(sqlite_utils|job)_[0-9a-f]+", r"\1_?", sql)
-    sql = re.sub(r"\b\d+\b", "?", sql)
-    return " ".join(sql.split())
 
 
 def _setup(db: Any) -> None:
@@ -146,7 +138,7 @@ def main() -> int:
                 # fires (sqlite3_expanded_sql): the same text twice in a row is a trigger.
                 name = "trigger" if sql == last[0] else phase[0]
                 last[0] = sql
-                counts[name][_shape(sql)] += 1
+                counts[name][sql_shape(sql)] += 1
 
             workspace.gateway.write_sync(lambda db, trace=trace: db.conn.set_trace_callback(trace))
             loop = asyncio.new_event_loop()

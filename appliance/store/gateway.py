@@ -197,25 +197,32 @@ class Gateway:
         if not batch:
             conn.execute("ROLLBACK")
             return
-        if len(batch) == 1:
-            self._run_alone(batch[0])
-            return
+        # A lone job needs no savepoint: its failure rolls back the whole transaction, which
+        # holds nothing else (two statements fewer per lone write).
+        alone = len(batch) == 1
         for index, job in enumerate(batch):
             savepoint = f"job_{index}"
-            conn.execute(f"SAVEPOINT {savepoint}")
+            if not alone:
+                conn.execute(f"SAVEPOINT {savepoint}")
             try:
                 result = job.fn(db, *job.args, **job.kwargs)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
-                if conn.in_transaction:
-                    conn.execute(f"ROLLBACK TO {savepoint}")
-                    conn.execute(f"RELEASE {savepoint}")
-                    outcomes.append((False, self._unavailable(exc) if _disk_full(exc) else exc))
-                    continue
-                # The error ended the whole transaction (disk full, I/O error): the jobs
-                # before it are gone too, so every job in the batch fails.
-                self._fail_all(batch, exc)
-                return
-            conn.execute(f"RELEASE {savepoint}")
+                if not conn.in_transaction:
+                    # The error ended the whole transaction (disk full, I/O error): the jobs
+                    # before it are gone too, so every job in the batch fails.
+                    self._fail_all(batch, exc)
+                    return
+                error = self._unavailable(exc) if _disk_full(exc) else exc
+                if alone:
+                    conn.execute("ROLLBACK")
+                    job.future.set_exception(error)
+                    return
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                conn.execute(f"RELEASE {savepoint}")
+                outcomes.append((False, error))
+                continue
+            if not alone:
+                conn.execute(f"RELEASE {savepoint}")
             outcomes.append((True, result))
         try:
             conn.execute("COMMIT")
@@ -229,34 +236,6 @@ class Gateway:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
-        for callback in self.on_commit:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - a listener must never stop the writer
-                log.exception("commit listener failed")
-
-    def _run_alone(self, job: _Job) -> None:
-        """A transaction with one job needs no savepoint: its failure rolls back the whole
-        transaction, which holds nothing else (two statements fewer per lone write)."""
-        db = self._writer_db
-        conn = db.conn
-        try:
-            result = job.fn(db, *job.args, **job.kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-                job.future.set_exception(self._unavailable(exc) if _disk_full(exc) else exc)
-            else:
-                self._fail_all([job], exc)  # the error itself ended the transaction (disk, I/O)
-            return
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._fail_all([job], exc)
-            return
-        job.future.set_result(result)
         for callback in self.on_commit:
             try:
                 callback()
