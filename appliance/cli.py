@@ -231,7 +231,7 @@ def users_create(email: str, role: str, name: str, password_stdin: bool, data_di
     with direct_database(settings) as db:
         row = store.create_user(db, email=user.email, role=user.role, name=user.name,
                                 password_hash=password_hash, now=iso_now())
-        audit.record(db, _cli_actor(), "user.create", target_kind="user", target_id=row["id"],
+        audit.record(db, audit.Actor.of_cli(), "user.create", target_kind="user", target_id=row["id"],
                      details={"role": row["role"]})
     click.echo(f"created {row['role']} {row['email']} (id {row['id']})")
 
@@ -253,10 +253,10 @@ def users_reset_password(email: str, password_stdin: bool, data_dir: Path | None
     try:
         with direct_database(settings) as db:
             if password is not None:
-                reset_password(db, email, password, actor=_cli_actor())
+                reset_password(db, email, password, actor=audit.Actor.of_cli())
                 click.echo(f"password of {email.strip().lower()} set; their sessions ended")
             else:
-                click.echo(reset_link(db, email, public_url=settings.public_url, actor=_cli_actor()))
+                click.echo(reset_link(db, email, public_url=settings.public_url, actor=audit.Actor.of_cli()))
     except AatError as exc:
         raise click.ClickException(exc.message) from exc
 
@@ -283,7 +283,7 @@ def tokens_create(name: str, role: str, data_dir: Path | None) -> None:
     with direct_database(settings) as db:
         token_id = store.create_token(db, name=name, token_hash=hash_token(token), prefix=token[:10],
                                       role=role, now=iso_now())
-        audit.record(db, _cli_actor(), "token.create", target_kind="token", target_id=token_id,
+        audit.record(db, audit.Actor.of_cli(), "token.create", target_kind="token", target_id=token_id,
                      details={"role": role})
     click.echo(f"token {name!r} ({role}) created; it is shown only this once:", err=True)
     click.echo(token)
@@ -309,16 +309,6 @@ def audit_verify(data_dir: Path | None) -> None:
             f"({checked} entries verified before it)"
         )
     click.echo(f"audit log intact: {checked} entries verified")
-
-
-def _cli_actor() -> Any:
-    import getpass
-
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = None
-    return audit.Actor("cli", label=who)
 
 
 @main.group()
@@ -400,7 +390,7 @@ def export_workspace(out: Path, passphrase_stdin: bool, data_dir: Path | None) -
     finally:
         progress.close()
     with direct_database(settings) as db:
-        audit.record(db, _cli_actor(), "workspace.export", details={"tables": len(result.tables), "bytes": result.size})
+        audit.record(db, audit.Actor.of_cli(), "workspace.export", details={"tables": len(result.tables), "bytes": result.size})
     rows = sum(result.tables.values())
     click.echo(f"exported {len(result.tables)} tables ({rows} rows, {result.files} media files, "
                f"{result.size / 2**20:.1f} MiB) to {result.path} in {result.seconds:.1f} s", err=True)
@@ -425,7 +415,7 @@ def import_workspace(file: Path, passphrase_stdin: bool, data_dir: Path | None) 
     lock = ProcessLock(settings.data_dir)
     lock.acquire("importing")
     try:
-        result = run_import(settings, file, passphrase, _cli_actor())
+        result = run_import(settings, file, passphrase, audit.Actor.of_cli())
     finally:
         lock.release()
     if result.tokens_sealed_elsewhere:

@@ -9,8 +9,6 @@ exit code 1, never a stack trace.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import os
 import sqlite3
 import sys
@@ -21,7 +19,7 @@ import click
 from pydantic import ValidationError
 
 from appliance import audit
-from appliance.errors import AatError, Unprocessable
+from appliance.errors import AatError
 from control_plane.entitlements.cli import entitlements, license_group
 from control_plane.notices.cli import notices
 from control_plane.settings import ControlPlaneSettings, PlatformApp
@@ -72,14 +70,6 @@ def _settings(data_dir: Path | None, **overrides: Any) -> ControlPlaneSettings:
     if data_dir is not None:
         values["data_dir"] = data_dir
     return ControlPlaneSettings(**values)
-
-
-def _actor() -> audit.Actor:
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = None
-    return audit.Actor("cli", label=who)
 
 
 @click.group(cls=_Cli)
@@ -147,7 +137,7 @@ def admin_token_create(name: str, data_dir: Path | None) -> None:
     token = tokens.new_token()
     with direct_database(_settings(data_dir)) as (db, _):
         token_id = tokens.create(db, name=name.strip(), token=token, now=iso_now())
-        audit.record(db, _actor(), "admin_token.create", target_kind="admin_token", target_id=token_id)
+        audit.record(db, audit.Actor.of_cli(), "admin_token.create", target_kind="admin_token", target_id=token_id)
     click.echo(f"admin token {name!r} created; it is shown only this once:", err=True)
     click.echo(token)
 

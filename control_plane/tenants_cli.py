@@ -28,12 +28,6 @@ def _settings(data_dir: Path | None) -> Any:
     return build(data_dir)
 
 
-def _actor() -> audit.Actor:
-    from control_plane.cli import _actor as actor
-
-    return actor()
-
-
 @click.group()
 def tenants() -> None:
     """The tenant fleet."""
@@ -67,7 +61,7 @@ def create(name: str, owner_email: str | None, data_dir: Path | None) -> None:
     settings = _settings(data_dir)
     with direct_database(settings) as (db, store):
         row = new_tenant_row(db, store.fields, name=name.strip(), provisioner=settings.provisioner,
-                             owner_email=owner_email, plan=None, actor=_actor())
+                             owner_email=owner_email, plan=None, actor=audit.Actor.of_cli())
     click.echo(f"tenant {row['name']!r} created (provisioning; the server starts it)", err=True)
     click.echo(row["id"])
 
@@ -80,7 +74,7 @@ def _transition(tenant_id: str, status: str, action: str, data_dir: Path | None)
     delete_after = iso_in(settings.retention_days * 86400) if status == "deleting" else None
     with direct_database(settings) as (db, _):
         row = store.set_status(db, tenant_id, status, iso_now(), delete_after=delete_after)
-        audit.record(db, _actor(), action, target_kind="tenant", target_id=tenant_id,
+        audit.record(db, audit.Actor.of_cli(), action, target_kind="tenant", target_id=tenant_id,
                      details={"delete_after": delete_after} if delete_after else None)
     return row
 
@@ -143,7 +137,7 @@ def export(tenant_id: str, out: Path, passphrase_stdin: bool, data_dir: Path | N
     spec = Lifecycle.spec_from(row, cp_store.fields, _platform())
     asyncio.run(_provisioner(settings).export(spec, out.resolve(), passphrase))
     with direct_database(settings) as (db, _):
-        audit.record(db, _actor(), "tenant.export", target_kind="tenant", target_id=tenant_id,
+        audit.record(db, audit.Actor.of_cli(), "tenant.export", target_kind="tenant", target_id=tenant_id,
                      details={"bytes": out.stat().st_size})
     click.echo(f"exported tenant {tenant_id} to {out} ({out.stat().st_size / 2**20:.1f} MiB)", err=True)
     if not passphrase_stdin:
@@ -172,7 +166,7 @@ def import_(file: Path, name: str, passphrase_stdin: bool, data_dir: Path | None
                       webhook_secret=new_webhook_secret())
     asyncio.run(_provisioner(settings).restore(spec, file.resolve(), passphrase))
     with direct_database(settings) as (db, cp_store):
-        Lifecycle.insert_restored(db, cp_store.fields, spec, settings.provisioner, None, _actor())
+        Lifecycle.insert_restored(db, cp_store.fields, spec, settings.provisioner, None, audit.Actor.of_cli())
     click.echo(f"imported {file} as tenant {name!r} (provisioning; the server starts it)", err=True)
     click.echo(spec.id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ class Actor:
     id: str | None = None
     label: str | None = None
     ip: str | None = None
+
+    @classmethod
+    def of_cli(cls) -> Actor:
+        """The operator running a command-line tool, by login name when the system knows it."""
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = None
+        return cls("cli", label=who)
 
 
 def _digest(prev_hash: str, row: dict[str, Any]) -> str:

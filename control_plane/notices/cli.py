@@ -6,7 +6,6 @@ email was handed over (or failed after its retries)."""
 from __future__ import annotations
 
 import asyncio
-import getpass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,6 @@ from control_plane.notices.routes import PolicyChange
 from control_plane.settings import ControlPlaneSettings
 
 __all__ = ["notices"]
-
-
-def _actor() -> audit.Actor:
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = None
-    return audit.Actor("cli", label=who)
 
 
 async def _send(settings: ControlPlaneSettings, notice: PolicyChange) -> dict[str, Any]:
@@ -44,7 +35,7 @@ async def _send(settings: ControlPlaneSettings, notice: PolicyChange) -> dict[st
         notifier.deliver = mail.deliver
     try:
         return await Notices(store.gateway, notifier).send_policy_change(notice.notice_id, notice.subject, notice.body,
-                                                                          _actor())
+                                                                          audit.Actor.of_cli())
     finally:
         if mail is not None:
             await mail.idle()
