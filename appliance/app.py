@@ -24,7 +24,7 @@ from litestar.template.config import TemplateConfig
 
 from appliance import __version__, ai, backup, broadcasts, entitlements, integrations, privacy
 from appliance.audit.routes import list_audit
-from appliance.channels.transport import pooled_transport
+from appliance.channels.transport import pooled_transport, preload
 from appliance.connections.routes import ChannelController
 from appliance.events.routes import live_events
 from appliance.contacts.csv_routes import ContactCsvController
@@ -133,6 +133,7 @@ def create_app(
             consumer = InProcessConsumer(huey, workers=1, periodic=True, check_worker_health=False)
             consumer.start()
         runtime.ready = True
+        preload()  # aiohttp for the sends, in a thread now that a restart no longer waits (transport.py)
         log.info("appliance ready", extra={"version": __version__})
         try:
             yield

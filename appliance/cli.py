@@ -109,10 +109,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
 
 def _serve(settings: Settings) -> None:
-    # httpx imports its command-line client (rich, pygments: about 110 ms of every start) when
-    # rich is installed, which Litestar requires. The appliance never runs httpx's CLI, and
-    # httpx falls back to a stub when that import fails.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # httpx's command-line client (rich, pygments) is kept out by appliance/__init__.py: here it
+    # came too late, this module's own imports had loaded httpx already.
     import uvicorn
 
     from appliance.app import create_app

@@ -14,7 +14,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from httpx_auth import AWS4Auth
 
 from appliance.backup.snapshot import BackupError
 from appliance.settings import Settings
@@ -45,6 +44,9 @@ class S3Target:
 def upload(target: S3Target, path: Path, *, timeout: float = 300.0,
            transport: httpx.BaseTransport | None = None) -> str:
     """PUT ``path`` as an object; returns its URL. Raises :class:`BackupError` on refusal."""
+    # Imported here, not at start: about 30 ms and 15 modules that only an upload needs.
+    from httpx_auth import AWS4Auth
+
     url = f"{target.url}/{quote(path.name)}"
     auth = AWS4Auth(access_id=target.access_key_id, secret_key=target.secret_access_key,
                     region=target.region, service="s3")

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.errors import Unprocessable
@@ -88,6 +87,8 @@ def sign(
         "iss": ISSUER, "sub": tenant, "plan": plan, "limits": limits,
         "iat": int(issued_at.timestamp()), "exp": int(expires_at.timestamp()),
     }
+    import jwt  # imported when a token is signed or checked (PyJWT loads cryptography's X.509)
+
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
@@ -97,6 +98,8 @@ def verify(token: str, key: Ed25519PublicKey, *, tenant: str | None = None) -> E
     :meth:`Entitlements.expired`. Raises :class:`InvalidEntitlement` with what is wrong."""
     if not isinstance(token, str) or not token.strip():
         raise InvalidEntitlement("the entitlement token is empty")
+    import jwt  # not at start: a workspace without a token never needs it
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token.strip(), key, algorithms=[ALGORITHM], issuer=ISSUER,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from typing import Annotated, Any
 
-import segno
 from litestar import Controller, Request, Response, get, put
 from litestar.params import JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -70,6 +69,8 @@ class ChannelProfile(BaseModel):
 
 
 def _qr_svg(url: str) -> str:
+    import segno  # only a QR code request needs it
+
     buffer = io.BytesIO()
     segno.make(url, error="m").save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
     return buffer.getvalue().decode()

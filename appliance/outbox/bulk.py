@@ -32,15 +32,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import httpx
-from aiohttp.payload import BytesPayload
 
+from appliance.channels import transport
 from appliance.channels.graph import graph_error, retry_after
 from appliance.channels.outbound import GraphError, SendResult
 from appliance.store.gateway import Gateway
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["GraphWire", "Recorder"]
 
@@ -59,22 +61,29 @@ class GraphWire:
 
     def __init__(self, *, user_agent: str, timeout: float, connections: int) -> None:
         self._user_agent = user_agent
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(5.0, timeout))
+        self._timeout = timeout  # aiohttp is loaded after start (appliance/channels/transport.py)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     def _session_now(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=15.0)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                 headers={"User-Agent": self._user_agent},
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(5.0, self._timeout)),
             )
         return self._session
 
     async def post_whatsapp(self, url: str, token: str, body: Mapping[str, Any]) -> SendResult:
         """POST one WhatsApp ``/<phone-number-id>/messages`` body."""
+        if not transport.is_loaded():  # aiohttp is loaded in a thread after start
+            await transport.loaded()
+        import aiohttp
+        from aiohttp.payload import BytesPayload
+
         data = BytesPayload(_encode(body).encode(), content_type="application/json")
         try:
             async with self._session_now().post(

@@ -1,0 +1,85 @@
+"""What a restart loads: packages that only a request, a task or a send needs stay out of the
+serving process's start (BENCHMARKS.md, "Footprint"), and aiohttp, loaded after start, is
+loaded off the event loop and awaited by a send that comes first.
+
+Each check runs in a fresh interpreter: this test process has everything imported already."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+# Loaded by the request, task or send that needs them, never by `aat-appliance serve` at start.
+NOT_AT_START = ("aiohttp", "httpx_aiohttp", "rich", "pygments", "segno", "jwt", "httpx_auth", "cryptography.x509",
+                "anthropic", "openai", "pypdf")
+
+
+def _run(code: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_serve_imports_leave_out_what_only_a_request_needs() -> None:
+    found = _run(f"""
+        import json, sys
+        import appliance.cli, appliance.app
+        print(json.dumps(sorted(m for m in {NOT_AT_START!r} if m in sys.modules)))
+    """)
+    assert found == []
+
+
+def test_first_send_waits_for_aiohttp_off_the_loop_and_goes_out() -> None:
+    # A real HTTP server on loopback; an import hook records which thread first imports aiohttp.
+    result = _run("""
+        import asyncio, http.server, json, sys, threading
+        importers = []
+
+        class Spy:
+            def find_spec(self, name, path=None, target=None):
+                if name == "aiohttp":
+                    importers.append(threading.current_thread().name)
+                return None
+
+        sys.meta_path.insert(0, Spy())
+        import httpx
+        from appliance.channels import transport
+
+        class Graph(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                answer = json.dumps({"echo": json.loads(body)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Graph)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        async def main():
+            loaded_before = "aiohttp" in sys.modules
+            client = httpx.AsyncClient(transport=transport.pooled_transport(httpx.Limits(max_connections=4)))
+            try:
+                response = await client.post(f"http://127.0.0.1:{server.server_address[1]}/v25.0/1/messages",
+                                             json={"text": "hi"})
+                return {"loaded_before": loaded_before, "status": response.status_code, "json": response.json(),
+                        "importers": importers, "loop_thread": threading.current_thread().name,
+                        "is_loaded": transport.is_loaded(), "once": transport.preload() is transport.preload()}
+            finally:
+                await client.aclose()
+
+        print(json.dumps(asyncio.run(main())))
+    """)
+    assert result["loaded_before"] is False
+    assert (result["status"], result["json"]) == (200, {"echo": {"text": "hi"}})
+    assert result["importers"] == ["aat-load-aiohttp"]  # imported once, in the loader thread, not on the loop
+    assert result["loop_thread"] == "MainThread"
+    assert result["is_loaded"] is True and result["once"] is True
