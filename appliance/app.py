@@ -18,7 +18,6 @@ from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -37,7 +36,7 @@ from appliance.growth.routes import GrowthController, all_links
 from appliance.ingest import tasks as ingest_tasks
 from appliance.ingest.apply import ApplySummary
 from appliance.ingest.processor import JournalProcessor
-from appliance.ingest.routes import receive_webhook, verify_subscription
+from appliance.ingest.routes import webhooks_meta
 from appliance.outbox.sender import Sender
 from appliance.queue import InProcessConsumer, create_huey
 from appliance.runtime import Runtime
@@ -51,7 +50,7 @@ from appliance.web.errors import exception_handlers
 from appliance.web.health import healthz, metrics, readyz
 from appliance.web.pages import SECURITY_HEADERS, WEB_PAGES, Denied, denied_response
 from appliance.web.pages.session import SESSION_PAGES
-from appliance.web.pages.templating import configure as configure_templates
+from appliance.web.pages.templating import PagesTemplateEngine
 from appliance.workspace.routes import get_workspace_settings, put_workspace_settings
 
 __all__ = ["create_app"]
@@ -169,7 +168,7 @@ def create_app(
                    exception_handlers={Denied: denied_response}, include_in_schema=False)
     return Litestar(
         route_handlers=[
-            healthz, readyz, metrics, verify_subscription, receive_webhook, api, pages,
+            healthz, readyz, metrics, webhooks_meta, api, pages,
             create_static_files_router(path="/static", directories=[WEB_DIR / "static"], name="static",
                                        include_in_schema=False),
             *(route for feature in FEATURES for route in feature.public_routes),
@@ -179,8 +178,7 @@ def create_app(
         middleware=[AccessLogMiddleware],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="AAT appliance", version=__version__, path="/schema"),
-        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=JinjaTemplateEngine,
-                                       engine_callback=configure_templates),
+        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=PagesTemplateEngine),
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
         logging_config=None,

@@ -40,34 +40,40 @@ def split_name(full: str | None) -> tuple[str | None, str | None]:
     return first, rest.strip() or None
 
 
+_FIND = """SELECT * FROM contacts
+WHERE (channel_id = ?1 AND bsuid = ?2) OR (channel_id = ?1 AND wa_id = ?3) OR (channel_id = ?1 AND external_id = ?4)
+ORDER BY CASE WHEN bsuid = ?2 THEN 0 WHEN wa_id = ?3 THEN 1 ELSE 2 END LIMIT 1"""
+
+
 def _find(db: Database, channel_id: int, ref: ContactRef) -> dict[str, Any] | None:
     # WhatsApp: a contact first seen by wa_id may later arrive with its BSUID (and the other
-    # way round), so look up by every identifier Meta gave.
-    for column, value in (("bsuid", ref.bsuid), ("wa_id", ref.wa_id), ("external_id", ref.external_id)):
-        if value:
-            row = one(db, f"SELECT * FROM contacts WHERE channel_id = ? AND {column} = ?",
-                      [channel_id, value])
-            if row:
-                return row
-    return None
+    # way round), so look up by every identifier Meta gave, in that order of trust (BSUID,
+    # wa_id, external id): one statement, each term on its own unique index (MULTI-INDEX OR).
+    if not (ref.bsuid or ref.wa_id or ref.external_id):
+        return None
+    return one(db, _FIND, [channel_id, ref.bsuid or None, ref.wa_id or None, ref.external_id or None])
 
 
-def upsert_contact(db: Database, channel_id: int, ref: ContactRef, now: str) -> tuple[int, bool]:
+def upsert_contact(
+    db: Database, channel_id: int, ref: ContactRef, now: str, *, inbound_at: str | None = None
+) -> tuple[int, bool]:
     """Find or create the contact for ``ref``; fill in what Meta newly told us.
 
     Returns ``(contact_id, created)``. Known values are never blanked by a later event that
     lacks them; a BSUID that appears later becomes the ``external_id`` (api.md: BSUID first);
     a name an agent corrected (``name_locked``) is kept whatever the profile says.
+    ``inbound_at``: a created contact's ``last_inbound_at`` (its window opened then); an
+    existing contact's is the caller's to move (:func:`touch_inbound`).
     """
     existing = _find(db, channel_id, ref)
     first, last = split_name(ref.name)
     if existing is None:
         cursor = db.execute(
             """INSERT INTO contacts (channel_id, external_id, wa_id, bsuid, parent_bsuid, name,
-                   first_name, last_name, username, phone, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   first_name, last_name, username, phone, last_inbound_at, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [channel_id, ref.bsuid or ref.external_id, ref.wa_id, ref.bsuid, ref.parent_bsuid,
-             ref.name, first, last, ref.username, ref.wa_id, now, now],
+             ref.name, first, last, ref.username, ref.wa_id, inbound_at, now, now],
         )
         events.emit(db, "contact.created", contact_id=int(cursor.lastrowid), now=now)
         return int(cursor.lastrowid), True

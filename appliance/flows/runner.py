@@ -93,6 +93,11 @@ class InboundFacts:
     new_contact: bool
     occurred_at: str
     channel_id: int | None = None  # the conversation's channel (saves reading it to queue a reply)
+    # ``conversation.updated`` was already emitted for the conversation in this transaction
+    # (the inbound message's): replies queued now do not emit another one.
+    conversation_announced: bool = False
+    # the contact was created in this transaction: it has no flow run yet (no lookup)
+    contact_created: bool = False
 
 
 def _button_buttons(buttons: tuple[OutButton, ...]) -> list[dict[str, Any]]:
@@ -180,6 +185,8 @@ class _Session:
         self.gotos = 0
         # (conversation id, contact id, channel id) of the conversation being answered, when known
         self.party: tuple[int, int, int] | None = None
+        # conversations with a ``conversation.updated`` event in this transaction already
+        self.announced: set[int] = set()
 
     def _party(self, conversation_id: int) -> dict[str, int]:
         if self.party is None or self.party[0] != conversation_id:
@@ -313,7 +320,8 @@ class _Session:
         kind = effect.media["type"] if effect.media and not effect.text else "text"
         outbox.enqueue(self.db, conversation_id=conversation_id, kind=kind, text=effect.text, payload=payload,
                        sent_by="bot", user_id=None, messaging_type=None, tag=None, now=self.now,
-                       **self._party(conversation_id))
+                       announce=conversation_id not in self.announced, **self._party(conversation_id))
+        self.announced.add(conversation_id)
         self.followups.queued_messages += 1
 
 
@@ -330,6 +338,8 @@ def on_inbound(
     session = _Session(db, now, seed, snapshot, executors)
     if facts.channel_id is not None:
         session.party = (facts.conversation_id, facts.contact_id, facts.channel_id)
+    if facts.conversation_announced:
+        session.announced.add(facts.conversation_id)
     view, row = store.contact_view(db, facts.contact_id)
     if row["bot_paused"]:
         return session.followups
@@ -340,7 +350,7 @@ def on_inbound(
         return session.followups
     if not snapshot.automates(facts.contact_id):  # over the plan's contacts: stored, not automated
         return session.followups
-    active = store.active_run(db, facts.contact_id, view)
+    active = None if facts.contact_created else store.active_run(db, facts.contact_id, view)
     own = parse_button_payload(facts.payload.get("payload") or facts.payload.get("id"))
     if own is not None:
         resumed = _resume_from_button(session, facts, view, active, *own)

@@ -216,14 +216,15 @@ def contact_view(db: Database, contact_id: int) -> tuple[ContactView, dict[str, 
     """The engine's view of a contact, and the row with its channel and conversation."""
     row = one(
         db,
-        """SELECT c.*, ch.type AS channel, cv.id AS conversation_id, cv.bot_paused
+        """SELECT c.*, ch.type AS channel, cv.id AS conversation_id, cv.bot_paused,
+                  (SELECT json_group_array(t.tag) FROM contact_tags t WHERE t.contact_id = c.id) AS tags_json
            FROM contacts c JOIN channels ch ON ch.id = c.channel_id
            LEFT JOIN conversations cv ON cv.contact_id = c.id WHERE c.id = ?""",
         [contact_id],
     )
     if row is None:
         raise NotFound(f"contact {contact_id} does not exist")
-    tags = frozenset(r[0] for r in db.execute("SELECT tag FROM contact_tags WHERE contact_id = ?", [contact_id]))
+    tags = frozenset(json.loads(row.pop("tags_json")))
     view = ContactView(
         id=contact_id, channel=row["channel"], name=row["name"], first_name=row["first_name"],
         last_name=row["last_name"], fields=json.loads(row["fields"] or "{}"), tags=tags,

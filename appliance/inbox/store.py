@@ -35,10 +35,15 @@ __all__ = [
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
-def ensure_conversation(db: Database, contact_id: int, channel_id: int, now: str) -> int:
-    row = one(db, "SELECT id FROM conversations WHERE contact_id = ?", [contact_id])
-    if row is not None:
-        return int(row["id"])
+def ensure_conversation(
+    db: Database, contact_id: int, channel_id: int, now: str, *, new_contact: bool = False
+) -> int:
+    """The contact's conversation, created if it has none. ``new_contact``: the contact was
+    created in this transaction, so it has none (contact ids are never reused): no lookup."""
+    if not new_contact:
+        row = one(db, "SELECT id FROM conversations WHERE contact_id = ?", [contact_id])
+        if row is not None:
+            return int(row["id"])
     cursor = db.execute(
         """INSERT INTO conversations (contact_id, channel_id, created_at, updated_at)
            VALUES (?, ?, ?, ?)""",

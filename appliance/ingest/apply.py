@@ -89,18 +89,19 @@ def _attachments(items: tuple[Attachment, ...]) -> list[dict[str, Any]]:
 
 
 def _contact_and_conversation(
-    db: Database, channel_id: int, ref: Any, journal_id: int, now: str
+    db: Database, channel_id: int, ref: Any, journal_id: int, now: str, *, inbound_at: str | None = None
 ) -> tuple[int, int, bool]:
-    contact_id, created = contacts.upsert_contact(db, channel_id, ref, now)
-    conversation_id = inbox.ensure_conversation(db, contact_id, channel_id, now)
+    contact_id, created = contacts.upsert_contact(db, channel_id, ref, now, inbound_at=inbound_at)
+    conversation_id = inbox.ensure_conversation(db, contact_id, channel_id, now, new_contact=created)
     journal.link_contact(db, journal_id, contact_id)
     return contact_id, conversation_id, created
 
 
 def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: ApplySummary, now: str) -> None:
-    contact_id, conversation_id, created = _contact_and_conversation(db, ch["id"], ev.contact, s.journal_id, now)
     occurred = to_iso(ev.occurred_at)
-    if ev.opens_window:
+    contact_id, conversation_id, created = _contact_and_conversation(
+        db, ch["id"], ev.contact, s.journal_id, now, inbound_at=occurred if ev.opens_window else None)
+    if ev.opens_window and not created:
         contacts.touch_inbound(db, contact_id, occurred)
     payload = dict(ev.payload)
     if ev.standby:
@@ -140,7 +141,8 @@ def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: Appl
     facts = InboundFacts(
         contact_id=contact_id, conversation_id=conversation_id, channel=ev.channel, kind=ev.kind,
         text=ev.text, payload=payload, new_contact=bool(first_words) and ev.kind != "comment",
-        occurred_at=occurred, channel_id=ch["id"],
+        occurred_at=occurred, channel_id=ch["id"], conversation_announced=True,  # by record_inbound
+        contact_created=created,
     )
     s.followups.merge(runner.on_inbound(db, facts, now, seed=random.randrange(2**31), executors=s.executors,
                                         snapshot=s.snapshot))

@@ -80,11 +80,14 @@ def enqueue(
     not_before: str | None = None,
     contact_id: int | None = None,
     channel_id: int | None = None,
+    announce: bool = True,
 ) -> int:
     """Queue one outbound message; returns its message id. It is due at ``not_before``
     (default ``now``); ``priority`` orders due rows (see the module docstring).
     ``contact_id`` and ``channel_id``: the conversation's, when the caller has just read
-    them in this transaction (otherwise they are read)."""
+    them in this transaction (otherwise they are read). ``announce=False``: the caller has
+    already emitted ``conversation.updated`` for this conversation in this transaction, so
+    no second one (consumers read the conversation after the commit: it would say the same)."""
     if contact_id is not None and channel_id is not None:
         conversation: dict[str, Any] | None = {"contact_id": contact_id, "channel_id": channel_id}
     else:
@@ -124,7 +127,8 @@ def enqueue(
     )
     events.emit(db, "message.created", message_id=message_id, conversation_id=conversation_id,
                 contact_id=conversation["contact_id"], now=now)
-    events.emit(db, "conversation.updated", conversation_id=conversation_id, now=now)
+    if announce:
+        events.emit(db, "conversation.updated", conversation_id=conversation_id, now=now)
     return message_id
 
 

@@ -38,3 +38,23 @@ async def test_erasing_a_contact_erases_its_events(client: AsyncTestClient, work
     assert (await client.delete(f"/api/v1/contacts/{contact['id']}", headers=make_token(workspace, "agent"))).status_code == 204
     rows = workspace.gateway.read_sync(events.since, 0)
     assert [(r["type"], r["contact_id"]) for r in rows] == [("contact.deleted", int(contact["id"]))]
+
+
+async def test_one_conversation_updated_per_transaction(client: AsyncTestClient, workspace: Workspace) -> None:
+    """The inbound message and the flow's two replies change the conversation in one writer
+    transaction: consumers read it after the commit, so one ``conversation.updated`` says it all."""
+    connect_channel(workspace, "whatsapp", "109876543210987")
+    admin = make_token(workspace, "admin")
+    created = await client.post("/api/v1/flows", headers=admin, json={
+        "schema": "aat.flow/v1", "name": "Two replies", "triggers": [{"type": "default"}], "start": "one",
+        "steps": {"one": {"type": "message", "text": "One", "next": "two"},
+                  "two": {"type": "message", "text": "Two"}}})
+    assert (await client.post(f"/api/v1/flows/{created.json()['id']}/publish", headers=admin)).status_code == 200
+    await ingest(client, fixture_bytes("whatsapp_text"))
+    await outbox_empty(client)
+    rows = workspace.gateway.read_sync(events.since, 0)
+    applied = [r["type"] for r in rows if r["type"] != "message.updated"]
+    assert applied == ["contact.created", "message.created", "conversation.updated", "message.created",
+                       "message.created", "flow.completed"]
+    assert len({r["conversation_id"] for r in rows if r["type"] == "conversation.updated"}) == 1
+    assert [r["type"] for r in rows].count("message.updated") == 2
