@@ -24,7 +24,7 @@ from control_plane.db import Store, open_store
 from control_plane.lifecycle.tasks import run_sweeps
 from control_plane.provisioning import make_provisioner
 from control_plane.provisioning.base import Provisioner
-from control_plane.routing.routes import data_deletion, data_deletion_status, receive_webhook, verify_subscription
+from control_plane.routing.routes import data_deletion, data_deletion_status, webhooks_meta
 from control_plane.routing.schedule import DEFAULT_POLICY, RetryPolicy
 from control_plane.runtime import ControlPlane, http_client
 from control_plane.settings import ControlPlaneSettings, PlatformApp
@@ -102,7 +102,7 @@ def create_app(
                 await asyncio.to_thread(cp_store.close)
 
     return Litestar(
-        route_handlers=[healthz, readyz, metrics, verify_subscription, receive_webhook, data_deletion,
+        route_handlers=[healthz, readyz, metrics, webhooks_meta, data_deletion,
                         data_deletion_status, AdminController, checkout, portal, stripe_webhook,
                         google_start, google_callback, meta_start, meta_callback, logout, me, usage_report,
                         tenant_usage, send_policy_change],

@@ -19,22 +19,33 @@ Contract of :class:`ForwardingClient`:
   the environment (``trust_env=False``: no proxy, no ``.netrc``); no redirects followed;
 - :meth:`~ForwardingClient.post` returns the status after reading the whole answer (so the
   connection goes back to the pool), or raises: ``TimeoutError`` when ``timeout`` seconds passed
-  (connecting, sending and the whole answer), else ``aiohttp.ClientError`` or ``OSError``.
+  (connecting, sending and the whole answer: one ``asyncio.timeout``, aiohttp's own timers off),
+  else ``aiohttp.ClientError`` or ``OSError``;
+- each distinct URL is parsed once (``yarl.URL``, cached; a tenant has two paths), not per forward.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+from yarl import URL
 
 __all__ = ["KEEPALIVE_SECONDS", "ForwardingClient", "forwarding_client"]
 
 KEEPALIVE_SECONDS = 4.0
+_MAX_URLS = 10_000
+# One timer per forward: the caller's ``asyncio.timeout`` bounds connecting, sending and the
+# whole answer; aiohttp's own timers (its session default is 5 min total, 30 s to connect)
+# would each add a timer handle per request.
+_NO_TIMERS = aiohttp.ClientTimeout()
 
 
 class ForwardingClient:
     def __init__(self, *, user_agent: str) -> None:
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}  # parsed once per tenant URL, not per forward
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:  # no await in between: one session however many first posts
@@ -46,8 +57,13 @@ class ForwardingClient:
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         """POST ``body`` to ``url``; the answer's status (see the module docstring for errors)."""
         session = self._open()
-        async with session.post(url, data=body, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _MAX_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        async with asyncio.timeout(timeout), session.post(parsed, data=body, headers=headers, allow_redirects=False,
+                                                          timeout=_NO_TIMERS) as response:
             await response.read()
             return response.status
 

@@ -212,8 +212,9 @@ class Forwarder:
 
     # --- the worker -----------------------------------------------------------------------------
     async def _work(self, queue: _Queue) -> None:
-        # Not `while True`: Python 3.11's wait_for can swallow a cancellation that races with the
-        # wake-up it waits for, so a closed forwarder's workers also stop by themselves.
+        # Not `while True`: a cancellation racing with the wake-up must not leave the worker
+        # running (3.11's wait_for could swallow one), so a closed forwarder's workers also stop
+        # by themselves.
         while not self._closed:
             queue.wake.clear()
             target = self.targets.get(queue.tenant_id)
@@ -236,8 +237,10 @@ class Forwarder:
             waiting = [i.due for i in queue.items.values() if not i.inflight]
             if waiting and queue.inflight < limit:
                 sleep_for = max(0.0, min(waiting) - now, queue.open_until - now)
+            # asyncio.timeout, not wait_for: no task per wake-up (one per enqueue under load)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.wake.wait(), sleep_for)
+                async with asyncio.timeout(sleep_for):
+                    await queue.wake.wait()
 
     def _batch(self, queue: _Queue, now: float) -> list[_Item]:
         batch: list[_Item] = []
@@ -326,9 +329,8 @@ class Forwarder:
             body = batch[0].body if len(batch) == 1 else body_of(object_, [inner_entries(object_, i.body) for i in batch])
             path, content_type = "/webhooks/meta", "application/json"
         headers = {"Content-Type": content_type, "X-Hub-Signature-256": _sign(body, target.secret)}
-        try:
-            async with asyncio.timeout(self.timeout):  # connecting, sending and the whole answer
-                status = await self.client.post(target.url.rstrip("/") + path, body, headers, self.timeout)
+        try:  # the client bounds connecting, sending and the whole answer by the timeout
+            status = await self.client.post(target.url.rstrip("/") + path, body, headers, self.timeout)
         except TimeoutError:
             return False, "timeout"
         except (aiohttp.ClientError, OSError) as exc:

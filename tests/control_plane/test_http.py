@@ -51,6 +51,25 @@ def test_bad_deliveries_are_refused(cp: ControlPlaneServer, body: bytes, status:
     assert response.json()["error"]["code"] == code
 
 
+def test_the_raw_webhook_route_refuses_like_the_rest(cp: ControlPlaneServer) -> None:
+    """``/webhooks/meta`` is a raw ASGI route: a bad signature, a chunked body over 1 MiB and a
+    foreign method still get the one JSON error shape, and nothing is journaled."""
+    body = page_body(page_entry("100000000000901", "psid", "m_2", "hi"))
+    forged = cp.post_webhook(body, secret="not-the-platform-secret")
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "invalid_signature"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for _ in range(17):
+            yield b"x" * 65536
+    streamed = httpx.post(cp.base_url + "/webhooks/meta", content=chunks(), timeout=10.0)
+    assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "payload_too_large"
+    put = httpx.put(cp.base_url + "/webhooks/meta", content=body)
+    assert put.status_code == 405 and put.json()["error"]["code"] == "method_not_allowed"
+    options = httpx.options(cp.base_url + "/webhooks/meta")
+    assert (options.status_code, options.headers["Allow"]) == (204, "GET, OPTIONS, POST")
+    assert cp.deliveries() == []
+
+
 def test_the_admin_api_wants_an_admin_token(cp: ControlPlaneServer) -> None:
     anonymous = httpx.get(cp.base_url + "/admin/api/tenants")
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
