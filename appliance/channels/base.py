@@ -1,6 +1,7 @@
 """The contract every channel adapter keeps, and the registry that maps names to adapters.
 
-An adapter is a module-level object with:
+An adapter is a module-level object (``ADAPTER``, a :class:`appliance.channels.adapter.ModuleAdapter`
+of the channel module's functions) with:
 
 ``name``            ``"messenger" | "instagram" | "whatsapp"``
 ``webhook_object``  the ``object`` field of the deliveries it parses (``page``, ``instagram``,

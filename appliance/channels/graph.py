@@ -6,7 +6,7 @@ trusting their type, and :func:`digest` builds the stable part of a dedupe key f
 carry no id of their own.
 
 Sending side: :func:`post_message` posts one JSON body with a Bearer token and always returns a
-:class:`SendResult`. It never raises for HTTP, Graph or transport failures, and never puts the
+:class:`SendResult` (:func:`post_for_account` with an account's token and the configured timeout). It never raises for HTTP, Graph or transport failures, and never puts the
 token or the body into any message.
 """
 
@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
-from appliance.channels.outbound import GraphError, SendResult
+from appliance.channels.events import ParsedWebhook, ParseProblem
+from appliance.channels.outbound import ChannelAccount, GraphError, SendResult
+from appliance.settings import Settings
 
 __all__ = [
     "Malformed",
@@ -33,7 +35,11 @@ __all__ = [
     "int_or_none",
     "digest",
     "check_length",
+    "delivery_entries",
     "post_message",
+    "post_for_account",
+    "send_api_message_id",
+    "created_id",
     "graph_error",
     "retry_after",
 ]
@@ -145,6 +151,23 @@ def check_length(value: str, limit: int, what: str, error: type[Exception]) -> s
     return value
 
 
+def delivery_entries(payload: Any, webhook_object: str, out: ParsedWebhook) -> list[Any] | None:
+    """The ``entry`` list of a delivery of ``webhook_object`` (a delivery without ``object``
+    counts as one), or None with the reason added to ``out.problems``: the body is not an
+    object, it is another object's delivery, or it has no ``entry`` list."""
+    if not isinstance(payload, dict):
+        out.problems.append(ParseProblem("$", "the body is not a JSON object"))
+        return None
+    if payload.get("object", webhook_object) != webhook_object:
+        out.problems.append(ParseProblem("object", f"not a {webhook_object} delivery"))
+        return None
+    entries = payload.get("entry")
+    if not isinstance(entries, list):
+        out.problems.append(ParseProblem("entry", "missing or not a list"))
+        return None
+    return entries
+
+
 # --- sending ----------------------------------------------------------------------------------
 
 
@@ -187,6 +210,30 @@ async def post_message(
         retry_after=retry_after(response.headers),
         raw=data or {},
     )
+
+
+async def post_for_account(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    account: ChannelAccount,
+    url: str,
+    body: Mapping[str, Any],
+    message_id: Callable[[Mapping[str, Any]], str | None],
+) -> SendResult:
+    """:func:`post_message` with ``account``'s access token and ``settings.http_timeout_seconds``."""
+    return await post_message(
+        client, url, account.access_token, body, message_id, timeout=settings.http_timeout_seconds
+    )
+
+
+def send_api_message_id(data: Mapping[str, Any]) -> str | None:
+    """The sent message's id in a Messenger/Instagram Send API answer (``message_id``)."""
+    return id_or_none(data.get("message_id"))
+
+
+def created_id(data: Mapping[str, Any]) -> str | None:
+    """The new object's id in a Graph answer to a create (``id``: a comment reply)."""
+    return id_or_none(data.get("id"))
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

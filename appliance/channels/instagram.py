@@ -9,18 +9,20 @@ buttons a generic-template element) and no ``file`` attachments.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from appliance.channels.adapter import ModuleAdapter
 from appliance.channels.events import ContactRef, InboundMessage, ParsedWebhook, ParseProblem
 from appliance.channels.graph import (
     Malformed,
     check_length,
+    created_id,
     event_time,
     id_or_none,
-    post_message,
+    post_for_account,
+    send_api_message_id,
     text_or_none,
 )
 from appliance.channels.messaging import EventContext, parse_envelope
@@ -39,7 +41,7 @@ from appliance.channels.messaging_render import (
 from appliance.channels.outbound import ChannelAccount, Outbound, RenderError, SendResult
 from appliance.settings import Settings
 
-__all__ = ["InstagramAdapter", "ADAPTER", "parse_webhook", "render", "send", "send_url"]
+__all__ = ["ADAPTER", "parse_webhook", "render", "send", "send_url", "reply_to_comment"]
 
 TEXT_LIMIT = 1000
 TAGS = frozenset({"HUMAN_AGENT"})  # the only tag Instagram accepts
@@ -149,10 +151,6 @@ def render(outbound: Outbound) -> list[dict[str, Any]]:
     return [envelope(outbound, m, TAGS) for m in messages]
 
 
-def _message_id(data: Mapping[str, Any]) -> str | None:
-    return id_or_none(data.get("message_id"))
-
-
 def send_url(settings: Settings, account: ChannelAccount) -> str:
     """Facebook Login accounts (with a page) send through the page on graph.facebook.com;
     Instagram Login accounts send as the IG account on graph.instagram.com."""
@@ -165,10 +163,8 @@ async def send(
     client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
 ) -> SendResult:
     """POST ``body`` to the account's messages endpoint (:func:`send_url`)."""
-    return await post_message(
-        client, send_url(settings, account), account.access_token, body, _message_id,
-        timeout=settings.http_timeout_seconds,
-    )
+    return await post_for_account(client, settings, account, send_url(settings, account), body,
+                                  send_api_message_id)
 
 
 async def reply_to_comment(
@@ -178,37 +174,10 @@ async def reply_to_comment(
     (graph.facebook.com with a Page token, graph.instagram.com with Instagram Login)."""
     path = f"{comment_id}/replies"
     url = settings.graph_url(path) if account.page_id else settings.instagram_url(path)
-    return await post_message(
-        client, url, account.access_token, {"message": text}, lambda data: id_or_none(data.get("id")),
-        timeout=settings.http_timeout_seconds,
-    )
+    return await post_for_account(client, settings, account, url, {"message": text}, created_id)
 
 
-class InstagramAdapter:
-    """The Instagram channel adapter (contract: :mod:`appliance.channels.base`)."""
-
-    name = "instagram"
-    webhook_object = "instagram"
-
-    def parse_webhook(self, payload: dict[str, Any]) -> ParsedWebhook:
-        return parse_webhook(payload)
-
-    def render(self, outbound: Outbound) -> list[dict[str, Any]]:
-        return render(outbound)
-
-    async def send(
-        self,
-        client: httpx.AsyncClient,
-        settings: Settings,
-        account: ChannelAccount,
-        body: dict[str, Any],
-    ) -> SendResult:
-        return await send(client, settings, account, body)
-
-    async def reply_to_comment(
-        self, client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
-    ) -> SendResult:
-        return await reply_to_comment(client, settings, account, comment_id, text)
-
-
-ADAPTER = InstagramAdapter()
+ADAPTER = ModuleAdapter(
+    name="instagram", webhook_object="instagram", parse_webhook=parse_webhook, render=render,
+    send=send, reply_to_comment=reply_to_comment,
+)

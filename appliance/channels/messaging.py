@@ -30,6 +30,7 @@ from appliance.channels.events import (
 )
 from appliance.channels.graph import (
     Malformed,
+    delivery_entries,
     digest,
     event_time,
     id_or_none,
@@ -72,15 +73,8 @@ def parse_envelope(
 ) -> ParsedWebhook:
     """Every ``messaging[]``, ``standby[]`` and ``changes[]`` item of every entry."""
     out = ParsedWebhook()
-    if not isinstance(payload, dict):
-        out.problems.append(ParseProblem("$", "the body is not a JSON object"))
-        return out
-    if payload.get("object", webhook_object) != webhook_object:
-        out.problems.append(ParseProblem("object", f"not a {webhook_object} delivery"))
-        return out
-    entries = payload.get("entry")
-    if not isinstance(entries, list):
-        out.problems.append(ParseProblem("entry", "missing or not a list"))
+    entries = delivery_entries(payload, webhook_object, out)
+    if entries is None:
         return out
     for i, entry in enumerate(entries):
         path = f"entry[{i}]"

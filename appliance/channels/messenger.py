@@ -8,11 +8,11 @@ Rendering follows docs/spec/meta-platform.md §5 and the button rules of flow-fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from appliance.channels.adapter import ModuleAdapter
 from appliance.channels.events import (
     ContactRef,
     InboundMessage,
@@ -23,9 +23,11 @@ from appliance.channels.events import (
 from appliance.channels.graph import (
     Malformed,
     check_length,
+    created_id,
     event_time,
     id_or_none,
-    post_message,
+    post_for_account,
+    send_api_message_id,
     text_or_none,
 )
 from appliance.channels.messaging import EventContext, parse_envelope
@@ -41,7 +43,7 @@ from appliance.channels.messaging_render import (
 from appliance.channels.outbound import ChannelAccount, Outbound, RenderError, SendResult
 from appliance.settings import Settings
 
-__all__ = ["MessengerAdapter", "ADAPTER", "parse_webhook", "render", "send"]
+__all__ = ["ADAPTER", "parse_webhook", "render", "send", "reply_to_comment"]
 
 TEXT_LIMIT = 2000
 BUTTON_TEMPLATE_TEXT = 640
@@ -149,55 +151,24 @@ def render(outbound: Outbound) -> list[dict[str, Any]]:
     return [envelope(outbound, m, TAGS) for m in messages]
 
 
-def _message_id(data: Mapping[str, Any]) -> str | None:
-    return id_or_none(data.get("message_id"))
-
-
 async def send(
     client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
 ) -> SendResult:
     """POST ``body`` to ``/<PAGE_ID>/messages`` (``account.external_id`` is the page id)."""
-    return await post_message(
-        client, settings.graph_url(f"{account.external_id}/messages"), account.access_token,
-        body, _message_id, timeout=settings.http_timeout_seconds,
-    )
+    return await post_for_account(client, settings, account,
+                                  settings.graph_url(f"{account.external_id}/messages"), body,
+                                  send_api_message_id)
 
 
 async def reply_to_comment(
     client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
 ) -> SendResult:
     """A public reply under a Page comment: ``POST /<COMMENT_ID>/comments {"message"}``."""
-    return await post_message(
-        client, settings.graph_url(f"{comment_id}/comments"), account.access_token,
-        {"message": text}, lambda data: id_or_none(data.get("id")), timeout=settings.http_timeout_seconds,
-    )
+    return await post_for_account(client, settings, account, settings.graph_url(f"{comment_id}/comments"),
+                                  {"message": text}, created_id)
 
 
-class MessengerAdapter:
-    """The Messenger channel adapter (contract: :mod:`appliance.channels.base`)."""
-
-    name = "messenger"
-    webhook_object = "page"
-
-    def parse_webhook(self, payload: dict[str, Any]) -> ParsedWebhook:
-        return parse_webhook(payload)
-
-    def render(self, outbound: Outbound) -> list[dict[str, Any]]:
-        return render(outbound)
-
-    async def send(
-        self,
-        client: httpx.AsyncClient,
-        settings: Settings,
-        account: ChannelAccount,
-        body: dict[str, Any],
-    ) -> SendResult:
-        return await send(client, settings, account, body)
-
-    async def reply_to_comment(
-        self, client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
-    ) -> SendResult:
-        return await reply_to_comment(client, settings, account, comment_id, text)
-
-
-ADAPTER = MessengerAdapter()
+ADAPTER = ModuleAdapter(
+    name="messenger", webhook_object="page", parse_webhook=parse_webhook, render=render,
+    send=send, reply_to_comment=reply_to_comment,
+)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from appliance.channels.adapter import ModuleAdapter
 from appliance.channels.events import (
     Attachment,
     ContactRef,
@@ -30,18 +31,19 @@ from appliance.channels.events import (
 )
 from appliance.channels.graph import (
     Malformed,
+    delivery_entries,
     event_time,
     id_or_none,
     int_or_none,
-    post_message,
+    post_for_account,
     text_or_none,
     timestamp_ms,
 )
-from appliance.channels.outbound import ChannelAccount, GraphError, Outbound, SendResult
+from appliance.channels.outbound import ChannelAccount, GraphError, SendResult
 from appliance.channels.whatsapp_render import render
 from appliance.settings import Settings
 
-__all__ = ["WhatsAppAdapter", "ADAPTER", "parse_webhook", "render", "send"]
+__all__ = ["ADAPTER", "parse_webhook", "render", "send", "reply_to_comment"]
 
 _MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 _MEDIA_EXTRA = ("sha256", "filename", "voice", "animated")
@@ -55,15 +57,8 @@ def parse_webhook(payload: Any) -> ParsedWebhook:
     ``message_template_status_update``; other fields (account and quality updates) and
     ``value.errors`` count as ignored."""
     out = ParsedWebhook()
-    if not isinstance(payload, dict):
-        out.problems.append(ParseProblem("$", "the body is not a JSON object"))
-        return out
-    if payload.get("object", "whatsapp_business_account") != "whatsapp_business_account":
-        out.problems.append(ParseProblem("object", "not a whatsapp_business_account delivery"))
-        return out
-    entries = payload.get("entry")
-    if not isinstance(entries, list):
-        out.problems.append(ParseProblem("entry", "missing or not a list"))
+    entries = delivery_entries(payload, "whatsapp_business_account", out)
+    if entries is None:
         return out
     for i, entry in enumerate(entries):
         changes = entry.get("changes") if isinstance(entry, dict) else None
@@ -377,38 +372,18 @@ async def send(
     client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
 ) -> SendResult:
     """POST ``body`` to ``/<PHONE_NUMBER_ID>/messages`` (``account.external_id``)."""
-    return await post_message(
-        client, settings.graph_url(f"{account.external_id}/messages"), account.access_token,
-        body, _message_id, timeout=settings.http_timeout_seconds,
-    )
+    return await post_for_account(client, settings, account,
+                                  settings.graph_url(f"{account.external_id}/messages"), body, _message_id)
 
 
-class WhatsAppAdapter:
-    """The WhatsApp channel adapter (contract: :mod:`appliance.channels.base`)."""
-
-    name = "whatsapp"
-    webhook_object = "whatsapp_business_account"
-
-    def parse_webhook(self, payload: dict[str, Any]) -> ParsedWebhook:
-        return parse_webhook(payload)
-
-    def render(self, outbound: Outbound) -> list[dict[str, Any]]:
-        return render(outbound)
-
-    async def send(
-        self,
-        client: httpx.AsyncClient,
-        settings: Settings,
-        account: ChannelAccount,
-        body: dict[str, Any],
-    ) -> SendResult:
-        return await send(client, settings, account, body)
-
-    async def reply_to_comment(
-        self, client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
-    ) -> SendResult:
-        """WhatsApp has no comments."""
-        return SendResult(ok=False, error=GraphError(code=None, message="WhatsApp has no comments"))
+async def reply_to_comment(
+    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+) -> SendResult:
+    """WhatsApp has no comments: always ``ok=False``, nothing is sent."""
+    return SendResult(ok=False, error=GraphError(code=None, message="WhatsApp has no comments"))
 
 
-ADAPTER = WhatsAppAdapter()
+ADAPTER = ModuleAdapter(
+    name="whatsapp", webhook_object="whatsapp_business_account", parse_webhook=parse_webhook, render=render,
+    send=send, reply_to_comment=reply_to_comment,
+)
