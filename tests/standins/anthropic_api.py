@@ -19,10 +19,6 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
 class AnthropicStandIn(LlmStandIn):
     path = "/v1/messages"
 
-    @property
-    def base_url(self) -> str:
-        return self.origin
-
     def key_of(self, headers: dict[str, str]) -> str | None:
         # API keys travel as x-api-key; current SDKs send them as a Bearer token.
         auth = headers.get("authorization", "")

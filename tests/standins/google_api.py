@@ -23,20 +23,14 @@ import base64
 import hashlib
 import itertools
 import json
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client closing a kept-alive connection is normal here, not a traceback
-
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["GoogleStandIn", "Recorded"]
 
@@ -54,7 +48,9 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-class GoogleStandIn:
+class GoogleStandIn(LoopbackStandIn):
+    quiet_errors = True  # a client closing a kept-alive connection is normal here, not a traceback
+
     def __init__(self, *, client_id: str = "hosted-client.apps.googleusercontent.com",
                  client_secret: str = "hosted-secret") -> None:
         self.clients: dict[str, str] = {client_id: client_secret}
@@ -68,23 +64,7 @@ class GoogleStandIn:
         self._refresh_script: deque[tuple[int, dict[str, Any]]] = deque()
         self._append_script: deque[int] = deque()
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> GoogleStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     # --- scripting --------------------------------------------------------------------------
     def issue_refresh_token(self) -> str:
@@ -161,22 +141,17 @@ class GoogleStandIn:
             "spreadsheetId": spreadsheet, "updatedRange": f"{sheet}!A{n}:{chr(64 + len(row))}{n}",
             "updatedRows": 1, "updatedColumns": len(row), "updatedCells": len(row)}}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 self._reply(404, {"error": "the consent page is played by GoogleStandIn.consent"})
 
             def do_POST(self) -> None:  # noqa: N802 - http.server API
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                raw = self.read_body()
                 split = urlsplit(self.path)
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                headers = self.lower_headers()
                 if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
                     body: Any = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 else:
@@ -196,11 +171,6 @@ class GoogleStandIn:
                 self._reply(status, payload)
 
             def _reply(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, payload, content_type="application/json; charset=UTF-8")
 
         return Handler

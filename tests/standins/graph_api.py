@@ -24,14 +24,14 @@ the rate limits are enforced the same way.
 from __future__ import annotations
 
 import itertools
-import json
-import threading
 import time
 import urllib.parse
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler, json_or_none
 
 __all__ = ["GraphStandIn", "RecordedRequest", "Scripted"]
 
@@ -62,7 +62,7 @@ class Scripted:
 _WHATSAPP_LIMITS = {"text": 4096, "button_title": 20, "buttons": 3, "rows": 10, "row_title": 24, "body": 1024}
 
 
-class GraphStandIn:
+class GraphStandIn(LoopbackStandIn):
     def __init__(self, *, rate_limits: dict[str, int] | None = None, fast: bool = False) -> None:
         self.fast = fast
         self._arrivals: dict[str, list[tuple[float, str, bool]]] = defaultdict(list)  # fast mode
@@ -78,26 +78,7 @@ class GraphStandIn:
         self._script: dict[str, deque[Scripted]] = defaultdict(deque)
         self._sent_at: dict[str, deque[float]] = defaultdict(deque)
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll interval: stop() waits for it, once per test.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> GraphStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     # --- scripting ------------------------------------------------------------------------
     def fail_next(self, asset_id: str, *answers: Scripted) -> None:
@@ -139,12 +120,7 @@ class GraphStandIn:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 self.do_POST("GET")
 
@@ -152,15 +128,10 @@ class GraphStandIn:
                 self.do_POST("DELETE")
 
             def do_POST(self, method: str = "POST") -> None:  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length", "0"))
-                raw = self.rfile.read(length) if length else b""
+                raw = self.read_body()
                 path, _, query = self.path.partition("?")
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = None
-                record = RecordedRequest(method, path, query, {k.lower(): v for k, v in self.headers.items()},
-                                         body, time.monotonic())
+                record = RecordedRequest(method, path, query, self.lower_headers(), json_or_none(raw),
+                                         time.monotonic())
                 status, payload, headers, drop, delay = standin._answer(record)
                 if delay:
                     time.sleep(delay)
@@ -168,18 +139,10 @@ class GraphStandIn:
                     self.close_connection = True
                     self.connection.close()
                     return
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    # The client gave up first (a scripted delay beyond its timeout).
-                    self.close_connection = True
+                if isinstance(payload, bytes):
+                    self.send_body(status, payload, headers=headers)
+                else:
+                    self.send_json(status, payload, headers=headers)
 
         return Handler
 

@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from appliance.integrations.webhooks.payload import SIGNATURE_HEADER, verify
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client closing a kept-alive connection is normal here, not a traceback
-
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["HttpTarget", "Answer", "Received"]
 
@@ -62,33 +55,15 @@ class Answer:
         return Answer(status=status, body=b"", headers={"Location": location})
 
 
-class HttpTarget:
+class HttpTarget(LoopbackStandIn):
+    quiet_errors = True  # a client closing a kept-alive connection is normal here, not a traceback
+
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.answer: Any = {"ok": True}
         self.secret: str | None = None
         self._script: deque[Answer] = deque()
-        self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> HttpTarget:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def script(self, *answers: Answer) -> None:
         with self._lock:
@@ -102,20 +77,14 @@ class HttpTarget:
         with self._lock:
             return self._script.popleft() if self._script else Answer(json=self.answer)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         target = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def _any(self) -> None:
-                length = int(self.headers.get("Content-Length", "0") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 path, _, query = self.path.partition("?")
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                headers = self.lower_headers()
                 verdict = None
                 if target.secret is not None:
                     verdict = verify(target.secret, headers.get(SIGNATURE_HEADER.lower(), ""), body,

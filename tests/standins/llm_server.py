@@ -11,14 +11,14 @@ a request whose key is not ``api_key`` (when set) gets the provider's 401.
 from __future__ import annotations
 
 import itertools
-import json
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler, json_or_none
 
 __all__ = ["LlmStandIn", "Recorded", "Scripted"]
 
@@ -45,7 +45,7 @@ class Scripted:
     extra: dict[str, Any] = field(default_factory=dict)  # merged into a 200 body's message
 
 
-class LlmStandIn(ABC):
+class LlmStandIn(LoopbackStandIn, ABC):
     path: str = "/"  # the endpoint this provider serves (POST)
 
     def __init__(self, *, api_key: str | None = None, default_reply: str = "Hello from the stand-in.") -> None:
@@ -54,25 +54,7 @@ class LlmStandIn(ABC):
         self.requests: list[Recorded] = []
         self._script: deque[Scripted] = deque()
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    # --- lifecycle ------------------------------------------------------------------------------
-    @property
-    def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LlmStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     # --- scripting ------------------------------------------------------------------------------
     def reply(self, *texts: str, **extra: Any) -> None:
@@ -133,37 +115,17 @@ class LlmStandIn(ABC):
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 self.do_POST("GET")
 
             def do_POST(self, method: str = "POST") -> None:  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length", "0"))
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = None
-                record = Recorded(method, self.path.partition("?")[0],
-                                  {k.lower(): v for k, v in self.headers.items()}, body, raw, time.monotonic())
+                raw = self.read_body()
+                record = Recorded(method, self.path.partition("?")[0], self.lower_headers(), json_or_none(raw),
+                                  raw, time.monotonic())
                 status, payload, headers, delay = standin._answer(record)
                 if delay:
                     time.sleep(delay)
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True
+                self.send_json(status, payload, headers=headers)
 
         return Handler

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["S3StandIn", "S3Request"]
 
@@ -36,26 +36,13 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-class S3StandIn:
+class S3StandIn(LoopbackStandIn):
     def __init__(self, *, region: str = "eu-central-1", access_key: str = "AKIDSTANDIN",
                  secret_key: str = "standin-secret-key") -> None:
         self.region, self.access_key, self.secret_key = region, access_key, secret_key
         self.objects: dict[str, bytes] = {}
         self.requests: list[S3Request] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> S3StandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def check(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> str | None:
         """The S3 error code for this request, or ``None`` when its signature is valid."""
@@ -93,31 +80,20 @@ class S3StandIn:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def do_PUT(self) -> None:  # noqa: N802 - http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                body = self.read_body()
+                headers = self.lower_headers()
                 error = standin.check("PUT", self.path, headers, body)
                 status = 403 if error else 200
                 standin.requests.append(S3Request("PUT", self.path, headers, body, status))
                 if error is None:
                     standin.objects[urllib.parse.unquote(self.path.partition("?")[0])] = body
-                    data = b""
+                    etag = f'"{hashlib.md5(body).hexdigest()}"'  # noqa: S324 - S3's ETag
+                    self.send_body(status, b"", content_type=None, headers={"ETag": etag})
                 else:
                     data = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{error}</Code>'
                             f"<Message>{error}</Message></Error>").encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                if error is None:
-                    self.send_header("ETag", f'"{hashlib.md5(body).hexdigest()}"')  # noqa: S324 - S3's ETag
-                else:
-                    self.send_header("Content-Type", "application/xml")
-                self.end_headers()
-                self.wfile.write(data)
+                    self.send_body(status, data, content_type="application/xml")
 
         return Handler
