@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 
+from appliance.channels.base import ChannelAdapter
+from appliance.channels.events import ParsedWebhook
+from appliance.channels.outbound import ChannelAccount, SendResult
 from appliance.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
@@ -103,3 +106,22 @@ class MockGraph:
     @property
     def last_json(self) -> Any:
         return json.loads(self.requests[-1].content)
+
+
+async def send_once(
+    adapter: ChannelAdapter, account: ChannelAccount, body: dict[str, Any],
+    respond: Callable[[httpx.Request], httpx.Response],
+) -> tuple[MockGraph, SendResult]:
+    """``adapter.send`` of ``body`` for ``account`` against a :class:`MockGraph` answering with
+    ``respond``: the graph (its recorded requests) and the result."""
+    graph = MockGraph(respond)
+    async with graph.client() as client:
+        result = await adapter.send(client, make_settings(), account, body)
+    return graph, result
+
+
+def only_event(result: ParsedWebhook) -> Any:
+    """The one event of a delivery that parsed with no problems and nothing ignored."""
+    assert result.problems == [] and result.ignored == 0
+    assert len(result.events) == 1
+    return result.events[0]

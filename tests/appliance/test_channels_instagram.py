@@ -28,19 +28,19 @@ from appliance.channels.outbound import (
     Template,
 )
 from tests.appliance.channel_helpers import (
+    send_once,
+    only_event,
     IG_ID,
     IGSID,
     T_MS,
     T_S,
     TOKEN,
-    MockGraph,
     at_ms,
     at_s,
     delivery,
     load_fixture,
     messaging_entry,
     messaging_event,
-    make_settings,
 )
 
 USER = ContactRef(IGSID)
@@ -56,12 +56,6 @@ def parse_events(*events, key="messaging"):
 
 def ig_event(**variant):
     return messaging_event(sender=IGSID, recipient=IG_ID, **variant)
-
-
-def only_event(result: ParsedWebhook):
-    assert result.problems == [] and result.ignored == 0
-    assert len(result.events) == 1
-    return result.events[0]
 
 
 def inbound(**fields) -> InboundMessage:
@@ -371,10 +365,7 @@ BODY = {"recipient": {"id": IGSID}, "messaging_type": "RESPONSE", "message": {"t
 
 
 async def send(account, respond):
-    graph = MockGraph(respond)
-    async with graph.client() as client:
-        result = await instagram.ADAPTER.send(client, make_settings(), account, BODY)
-    return graph, result
+    return await send_once(instagram.ADAPTER, account, BODY, respond)
 
 
 @pytest.mark.parametrize(

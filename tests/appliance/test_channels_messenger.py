@@ -17,6 +17,7 @@ from appliance.channels.events import (
 )
 from appliance.channels.graph import digest
 from tests.appliance.channel_helpers import (
+    only_event,
     PAGE_ID,
     PSID,
     T_MS,
@@ -38,12 +39,6 @@ def parse(payload) -> ParsedWebhook:
 
 def parse_events(*events, key="messaging", time=T_MS):
     return parse(delivery("page", messaging_entry(PAGE_ID, list(events), time=time, key=key)))
-
-
-def only_event(result: ParsedWebhook):
-    assert result.problems == [] and result.ignored == 0
-    assert len(result.events) == 1
-    return result.events[0]
 
 
 def inbound(**fields) -> InboundMessage:

@@ -20,11 +20,10 @@ from appliance.channels.outbound import (
     Template,
 )
 from tests.appliance.channel_helpers import (
+    send_once,
     PAGE_ID,
     PSID,
     TOKEN,
-    MockGraph,
-    make_settings,
 )
 
 USER = ContactRef(PSID)
@@ -188,10 +187,7 @@ BODY = {"recipient": {"id": PSID}, "messaging_type": "RESPONSE", "message": {"te
 
 
 async def send(respond):
-    graph = MockGraph(respond)
-    async with graph.client() as client:
-        result = await messenger.ADAPTER.send(client, make_settings(), ACCOUNT, BODY)
-    return graph, result
+    return await send_once(messenger.ADAPTER, ACCOUNT, BODY, respond)
 
 
 async def test_send_posts_to_the_page_and_reads_the_message_id():

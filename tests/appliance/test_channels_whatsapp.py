@@ -17,6 +17,7 @@ from appliance.channels.events import (
     StatusUpdate,
 )
 from tests.appliance.channel_helpers import (
+    only_event,
     PHONE_NUMBER_ID,
     T_S,
     WABA_ID,
@@ -33,12 +34,6 @@ WA = "995555123456"
 
 def parse(payload) -> ParsedWebhook:
     return whatsapp.ADAPTER.parse_webhook(payload)
-
-
-def only_event(result: ParsedWebhook):
-    assert result.problems == [] and result.ignored == 0
-    assert len(result.events) == 1
-    return result.events[0]
 
 
 def inbound(wamid, **fields) -> InboundMessage:

@@ -18,11 +18,10 @@ from appliance.channels.outbound import (
     Template,
 )
 from tests.appliance.channel_helpers import (
+    send_once,
     PHONE_NUMBER_ID,
     TOKEN,
     WABA_ID,
-    MockGraph,
-    make_settings,
 )
 
 WA = "995555123456"
@@ -213,10 +212,7 @@ ACCEPTED = {"messaging_product": "whatsapp", "contacts": [{"input": WA, "wa_id":
 
 
 async def send(respond):
-    graph = MockGraph(respond)
-    async with graph.client() as client:
-        result = await whatsapp.ADAPTER.send(client, make_settings(), ACCOUNT, BODY)
-    return graph, result
+    return await send_once(whatsapp.ADAPTER, ACCOUNT, BODY, respond)
 
 
 async def test_send_posts_to_the_phone_number_and_reads_the_wamid():
