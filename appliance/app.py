@@ -18,7 +18,6 @@ from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -51,7 +50,7 @@ from appliance.web.errors import exception_handlers
 from appliance.web.health import healthz, metrics, readyz
 from appliance.web.pages import SECURITY_HEADERS, WEB_PAGES, Denied, denied_response
 from appliance.web.pages.session import SESSION_PAGES
-from appliance.web.pages.templating import configure as configure_templates
+from appliance.web.pages.templating import PagesTemplateEngine
 from appliance.workspace.routes import get_workspace_settings, put_workspace_settings
 
 __all__ = ["create_app"]
@@ -179,8 +178,7 @@ def create_app(
         middleware=[AccessLogMiddleware],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="AAT appliance", version=__version__, path="/schema"),
-        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=JinjaTemplateEngine,
-                                       engine_callback=configure_templates),
+        template_config=TemplateConfig(directory=WEB_DIR / "templates", engine=PagesTemplateEngine),
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
         logging_config=None,

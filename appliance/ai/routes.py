@@ -31,7 +31,7 @@ _KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII: it travels in an HTTP h
 
 
 class AiSettingsInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
 
     provider: Literal["anthropic", "openai"]
     model: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)] = Field(

@@ -25,7 +25,7 @@ MetaId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,32}$")]
 class ConnectChannel(BaseModel):
     """Connect (or reconnect) a Page, an Instagram account or a WhatsApp number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
 
     type: Literal["messenger", "instagram", "whatsapp"]
     external_id: MetaId = Field(description="Page id, Instagram account id, or WhatsApp phone_number_id")

@@ -32,7 +32,7 @@ class ContactChanges(BaseModel):
     ``fields`` a null value removes that field; ``fields`` and ``subscribed`` themselves
     cannot be null."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
 
     name: ShortText | None = None
     first_name: ShortText | None = None
@@ -59,7 +59,7 @@ class ContactChanges(BaseModel):
 
 
 class NewTag(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     tag: Tag
 
 

@@ -19,7 +19,7 @@ __all__ = ["get_entitlements", "push_entitlements"]
 
 
 class Push(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     token: str = Field(min_length=1, max_length=4096)
 
 

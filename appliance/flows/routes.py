@@ -43,7 +43,7 @@ def _warnings(items: list[Any]) -> list[dict[str, str]]:
 class PreviewInput(BaseModel):
     """What the pretend contact does: type ``text``, tap a button (``payload``), or start over."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     text: Annotated[str, StringConstraints(max_length=2000)] | None = None
     payload: Annotated[str, StringConstraints(max_length=1000)] | None = None
     channel: Literal["messenger", "instagram", "whatsapp"] = "messenger"

@@ -32,7 +32,7 @@ Ref = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,100}$")]
 
 
 class MenuItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     title: Annotated[str, StringConstraints(min_length=1, max_length=30)]
     payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
     url: Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=2000)] | None = None
@@ -45,13 +45,13 @@ class MenuItem(BaseModel):
 
 
 class IceBreaker(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     question: Annotated[str, StringConstraints(min_length=1, max_length=80)]
     payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
 class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,32}$")]
     description: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -59,7 +59,7 @@ class Command(BaseModel):
 class ChannelProfile(BaseModel):
     """What Meta shows before and around a conversation. Payloads start ``postback`` flows."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     get_started_payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
     greeting: Annotated[str, StringConstraints(min_length=1, max_length=160)] | None = None
     persistent_menu: list[MenuItem] = Field(default_factory=list, max_length=20)

@@ -22,17 +22,17 @@ ConversationId = Annotated[int, IdPath]
 
 
 class Assignment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     user_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")] | None
 
 
 class NewNote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     text: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 
 
 class CannedReply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     shortcut: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_\-]{1,32}$")]
     text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 

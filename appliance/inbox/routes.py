@@ -27,7 +27,7 @@ class TemplateRef(BaseModel):
     """A WhatsApp template, as Meta's send API takes it; ``language`` is the code (``en_US``)
     or Meta's own ``{"code": "en_US"}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
@@ -43,7 +43,7 @@ class TemplateRef(BaseModel):
 class AgentReply(BaseModel):
     """Exactly one of ``text`` or ``template``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     text: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     template: TemplateRef | None = None
 

@@ -7,27 +7,39 @@ people and get argon2id with the library's recommended parameters.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 __all__ = ["hash_password", "verify_password", "new_api_token", "hash_token", "TOKEN_PREFIX"]
 
 TOKEN_PREFIX = "aat_"
-_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2id, RFC 9106 low-memory profile. argon2 (and its cffi bindings) is imported by the
+    first password hashed or checked, not at start (BENCHMARKS.md, "Footprint")."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     if not password_hash:
         return False
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -22,7 +22,7 @@ Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254),
 
 
 class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     email: Email
     role: Literal["owner", "admin", "agent"]
     name: Annotated[str, StringConstraints(max_length=200)] = ""

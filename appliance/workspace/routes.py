@@ -22,7 +22,7 @@ Reply = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
 class SubscriptionWords(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     stop: list[Word] = Field(min_length=1, max_length=50)
     start: list[Word] = Field(min_length=1, max_length=50)
     stop_reply: Reply
@@ -30,7 +30,7 @@ class SubscriptionWords(BaseModel):
 
 
 class WorkspaceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     subscription: SubscriptionWords | None = None

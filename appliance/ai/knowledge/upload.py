@@ -38,7 +38,7 @@ Title = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whi
 class TextDocument(BaseModel):
     """A document typed into the API."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
     title: Title
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
 

@@ -49,7 +49,7 @@ class ManualConnection(BaseModel):
     """A self-hoster's own OAuth client and a refresh token issued to it (with the
     ``https://www.googleapis.com/auth/spreadsheets`` scope)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
 
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True,
                                                 pattern=r"^[\x21-\x7e]+$")]

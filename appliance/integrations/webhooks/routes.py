@@ -45,7 +45,7 @@ class _Events(BaseModel):
 class NewWebhook(_Events):
     """Subscribe ``url`` to ``events``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
 
     url: WebhookUrl
     events: Events
@@ -56,7 +56,7 @@ class NewWebhook(_Events):
 class WebhookChanges(_Events):
     """Only the fields given change."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its first request
 
     url: WebhookUrl | None = None
     events: Events | None = None

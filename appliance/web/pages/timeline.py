@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment
 from markupsafe import Markup, escape
 
 from appliance.web.pages import views
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 __all__ = ["CACHE_SIZE", "timeline_html", "use_environment"]
 
@@ -31,16 +34,22 @@ CACHE_SIZE = 4000
 
 _cache: OrderedDict[tuple[Any, ...], tuple[str | None, Markup]] = OrderedDict()
 _lock = threading.Lock()
-_environment: list[Environment] = []
+_environment: list[Callable[[], Environment]] = []
 
 
 def use_environment(env: Environment) -> None:
     """The pages' Jinja environment (templating.configure calls this once per app)."""
-    _environment[:] = [env]
+    _environment[:] = [lambda: env]
+
+
+def use_environment_of(environment: Callable[[], Environment]) -> None:
+    """The environment as ``environment()`` returns it when a timeline is first rendered (the
+    app's engine makes its environment on first use: appliance/web/pages/templating.py)."""
+    _environment[:] = [environment]
 
 
 def _macros() -> Any:
-    return _environment[0].get_template("inbox/_message.html").module
+    return _environment[0]().get_template("inbox/_message.html").module
 
 
 def _day(day: str) -> str:
