@@ -267,7 +267,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "no_duplicates": result["duplicates"] == 0 and result["missed"] in (0, None),  # None: not completed
         "rss<150MB": result["rss_peak_mb"] < 150,
     }
-    return {"result": result, "machine": info, "samples": samples}
+    first = times[0] if times else 0.0
+    per_tenth = collections.Counter(int((at - first) * 10) for at in times)
+    sends_per_100ms = [per_tenth.get(i, 0) for i in range(max(per_tenth, default=-1) + 1)]
+    return {"result": result, "machine": info, "samples": samples, "sends_per_100ms": sends_per_100ms}
 
 
 def main() -> int:

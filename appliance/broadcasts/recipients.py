@@ -38,7 +38,6 @@ from appliance import events
 from appliance.broadcasts.policy import Plan, decide, plan_of
 from appliance.flows.templating import render_template, render_url
 from appliance.inbox.store import ensure_conversation
-from appliance.outbox import store as outbox
 from appliance.outbox.retry import PAIR_RATE_SECONDS
 from appliance.store.rows import many, one
 from appliance.timeutil import from_iso, to_iso
@@ -194,32 +193,25 @@ def advance(
     conversations = _conversations(db, contact_ids)
     last_sent, waiting = _pair_rate_facts(db, contact_ids, list(conversations.values()))
     skipped: list[tuple[Any, ...]] = []
-    queued: list[tuple[Any, ...]] = []
+    chosen: list[tuple[dict[str, Any], int]] = []  # (contact, conversation id) to queue
     for contact in pending:
         reason = _decide(plan, contact, moment)
         if reason is not None:
             skipped.append((reason, now, broadcast_id, contact["contact_id"]))
             result["skipped"] += 1
             continue
-        if result["queued"] >= room:
+        if len(chosen) >= room:
             result["full"] = True
             break
         contact_id = contact["contact_id"]
         conversation_id = conversations.get(contact_id)
         if conversation_id is None:
             conversation_id = ensure_conversation(db, contact_id, contact["channel_id"], now)
-        kind, text, payload = render_message(message, contact, workspace_name)
-        payload["broadcast"] = {"id": broadcast_id}
-        message_id = outbox.enqueue(
-            db, conversation_id=conversation_id, kind=kind, text=text, payload=payload, sent_by="bot",
-            user_id=None, messaging_type=None, tag=None, now=now, priority=BROADCAST_PRIORITY,
-            not_before=_not_before(last_sent.get(contact_id), conversation_id in waiting, moment)
-            if contact["channel_type"] == "whatsapp" else None,
-        )
-        queued.append((message_id, now, broadcast_id, contact_id))
-        result["queued"] += 1
+        chosen.append((contact, conversation_id))
     else:
         result["more"] = len(pending) == batch
+    queued = _queue(db, broadcast_id, message, chosen, last_sent, waiting, now, moment, workspace_name)
+    result["queued"] = len(queued)
     db.conn.executemany(
         """UPDATE broadcast_recipients SET state = 'skipped', reason = ?, decided_at = ?
            WHERE broadcast_id = ? AND contact_id = ?""", skipped)
@@ -227,6 +219,64 @@ def advance(
         """UPDATE broadcast_recipients SET state = 'queued', message_id = ?, decided_at = ?
            WHERE broadcast_id = ? AND contact_id = ?""", queued)
     return result
+
+
+def _next_message_id(db: Database) -> int:
+    """The id SQLite would give the next message (``AUTOINCREMENT``: above every id ever used)."""
+    row = one(db, """SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+                              COALESCE((SELECT max(id) FROM messages), 0)) AS last""", [])
+    return int(row["last"] if row else 0) + 1
+
+
+def _queue(
+    db: Database, broadcast_id: int, message: dict[str, Any], chosen: list[tuple[dict[str, Any], int]],
+    last_sent: dict[int, str], waiting: set[int], now: str, moment: datetime, workspace_name: str,
+) -> list[tuple[Any, ...]]:
+    """Queue one outbox message per ``(contact, conversation id)``: the rows, events and
+    conversation updates :func:`appliance.outbox.store.enqueue` writes for each (a queued
+    ``messages`` row, its ``outbox`` row at :data:`BROADCAST_PRIORITY`, the conversation's
+    ``last_message_at``, ``message.created`` and ``conversation.updated``), one
+    ``executemany`` per table for the whole batch. Message ids are given explicitly (the next
+    ones SQLite would give: this runs in the writer's transaction) so that each recipient gets
+    its own. Returns the recipients' updates ``(message id, now, broadcast id, contact id)``."""
+    if not chosen:
+        return []
+    first_id = _next_message_id(db)
+    messages: list[tuple[Any, ...]] = []
+    boxes: list[tuple[Any, ...]] = []
+    bumps: list[tuple[Any, ...]] = []
+    emitted: list[tuple[Any, ...]] = []
+    recipients_queued: list[tuple[Any, ...]] = []
+    for offset, (contact, conversation_id) in enumerate(chosen):
+        message_id = first_id + offset
+        contact_id, channel_id = contact["contact_id"], contact["channel_id"]
+        kind, text, payload = render_message(message, contact, workspace_name)
+        payload["broadcast"] = {"id": broadcast_id}
+        not_before = _not_before(last_sent.get(contact_id), conversation_id in waiting, moment) \
+            if contact["channel_type"] == "whatsapp" else None
+        messages.append((message_id, conversation_id, contact_id, channel_id, kind, text,
+                         json.dumps(payload, ensure_ascii=False, sort_keys=True), now, now, now))
+        boxes.append((message_id, conversation_id, channel_id, max(now, not_before or now), now))
+        bumps.append((now, now, conversation_id))
+        emitted.append(("message.created", conversation_id, contact_id, message_id, now))
+        emitted.append(("conversation.updated", conversation_id, None, None, now))
+        recipients_queued.append((message_id, now, broadcast_id, contact_id))
+    conn = db.conn
+    conn.executemany(
+        """INSERT INTO messages (id, conversation_id, contact_id, channel_id, direction, kind, text, payload,
+                                 attachments, status, sent_by, sent_by_user_id, messaging_type, tag,
+                                 occurred_at, created_at, updated_at)
+           VALUES (?, ?, ?, ?, 'out', ?, ?, ?, '[]', 'queued', 'bot', NULL, NULL, NULL, ?, ?, ?)""", messages)
+    conn.executemany(
+        f"""INSERT INTO outbox (message_id, conversation_id, channel_id, next_attempt_at, created_at, priority)
+            VALUES (?, ?, ?, ?, ?, {BROADCAST_PRIORITY})""", boxes)
+    conn.executemany(
+        """UPDATE conversations SET last_message_at = MAX(COALESCE(last_message_at, ''), ?), updated_at = ?
+           WHERE id = ?""", bumps)
+    conn.executemany(
+        "INSERT INTO events (type, conversation_id, contact_id, message_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        emitted)
+    return recipients_queued
 
 
 def pull_back(db: Database, broadcast_id: int, now: str) -> int:

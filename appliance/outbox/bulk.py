@@ -7,11 +7,12 @@ channel's limiter, retries, in-doubt recovery: appliance/outbox/sender.py); two 
 
 - :class:`GraphWire`: WhatsApp sends go through one ``aiohttp.ClientSession`` directly instead
   of the appliance's ``httpx.AsyncClient`` (whose request and response objects cost about
-  1 CPU-ms per request here, aiohttp alone about 0.3 ms). The body is encoded once with the C
-  JSON encoder. Same contract as :func:`appliance.channels.graph.post_message`: a 2xx JSON
-  answer is ``ok`` with ``messages[0].id``; a 2xx answer that is not JSON is ``ok`` without an
-  id; anything else is a :class:`GraphError` (Meta's ``error`` object) with Meta's wait
-  (``retry_after``); a timeout or a failed connection is ``GraphError(code=None)``. The pool
+  1 CPU-ms per request here, aiohttp alone about 0.25 ms). The body is encoded once with the C
+  JSON encoder; the URL and the request's own headers are parsed once per (URL, token). Same
+  contract as :func:`appliance.channels.graph.post_message`: a 2xx JSON answer is ``ok`` with
+  ``messages[0].id``; a 2xx answer that is not JSON is ``ok`` without an id; anything else is
+  a :class:`GraphError` (Meta's ``error`` object) with Meta's wait (``retry_after``); a
+  timeout or a failed connection is ``GraphError(code=None)``. The pool
   holds up to ``connections`` keep-alive connections (sized to the sender's sends in flight,
   so a send never queues for a connection).
 - :class:`Recorder`: the outcomes of many sends are written in one gateway job (group commit)
@@ -19,7 +20,10 @@ channel's limiter, retries, in-doubt recovery: appliance/outbox/sender.py); two 
   meanwhile wait for the next one, so the batch grows with the rate and a commit is shared by
   everything that finished during the previous one. Every outcome runs in its own savepoint:
   one that fails rolls back alone and only its caller gets the exception. A caller's await
-  returns once its outcome is committed.
+  returns once its outcome is committed. The batch's recorded sends
+  (:func:`appliance.outbox.store.mark_sent`) are written together first, one ``executemany``
+  per statement, with exactly the rows and events ``mark_sent`` writes one by one; only if
+  that fails are they run one by one.
 
 Crash safety is the outbox's: a message is durably ``sending`` (claimed) before its request
 leaves, and an outcome not yet committed at a SIGKILL leaves it ``sending``, i.e. in doubt,
@@ -39,6 +43,8 @@ import httpx
 from appliance.channels import transport
 from appliance.channels.graph import graph_error, retry_after
 from appliance.channels.outbound import GraphError, SendResult
+from appliance.inbox.store import STATUS_RANK
+from appliance.outbox import store
 from appliance.store.gateway import Gateway
 
 if TYPE_CHECKING:
@@ -64,6 +70,7 @@ class GraphWire:
         self._timeout = timeout  # aiohttp is loaded after start (appliance/channels/transport.py)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def _session_now(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -73,21 +80,36 @@ class GraphWire:
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                 headers={"User-Agent": self._user_agent},
-                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(5.0, self._timeout)),
+                # Per socket operation, not a total: aiohttp then keeps one timer per request
+                # (the read's) instead of three. A send's answer is one small read.
+                timeout=aiohttp.ClientTimeout(sock_connect=min(5.0, self._timeout), sock_read=self._timeout),
             )
         return self._session
+
+    def _target(self, url: str, token: str) -> tuple[Any, Any]:
+        """The parsed URL and the request's own headers, made once per (url, token) rather
+        than parsed and merged again for every message."""
+        target = self._targets.get((url, token))
+        if target is None:
+            from multidict import CIMultiDict
+            from yarl import URL
+
+            if len(self._targets) > 64:
+                self._targets.clear()
+            target = self._targets[(url, token)] = (
+                URL(url), CIMultiDict({"Authorization": f"Bearer {token}", "Content-Type": "application/json"}))
+        return target
 
     async def post_whatsapp(self, url: str, token: str, body: Mapping[str, Any]) -> SendResult:
         """POST one WhatsApp ``/<phone-number-id>/messages`` body."""
         if not transport.is_loaded():  # aiohttp is loaded in a thread after start
             await transport.loaded()
         import aiohttp
-        from aiohttp.payload import BytesPayload
 
-        data = BytesPayload(_encode(body).encode(), content_type="application/json")
+        target, own_headers = self._target(url, token)
         try:
             async with self._session_now().post(
-                url, data=data, headers={"Authorization": f"Bearer {token}"}
+                target, data=_encode(body).encode(), headers=own_headers
             ) as response:
                 status = response.status
                 raw = await response.read()
@@ -121,10 +143,28 @@ _Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
-    """One gateway job: every item in its own savepoint (see :class:`Recorder`)."""
+    """One gateway job: every item in its own savepoint (see :class:`Recorder`); the items
+    that record a send (:func:`appliance.outbox.store.mark_sent` of one request) together
+    first, by :func:`_mark_sent_many`, and one by one only if that fails."""
     conn = db.conn
-    outcomes: list[tuple[bool, Any]] = []
-    for fn, args, kwargs in items:
+    outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
+    sent = [i for i, (fn, args, kwargs) in enumerate(items) if fn is store.mark_sent and len(args) == 4
+            and len(args[2]) <= 1 and set(kwargs) <= {"messaging_type", "tag"}]
+    if len(sent) > 1:
+        conn.execute("SAVEPOINT bulk_sent")
+        try:
+            _mark_sent_many(db, [(items[i][1], items[i][2]) for i in sent])
+        except Exception:  # each one alone below, so that only a failing one fails
+            if not conn.in_transaction:
+                raise
+            conn.execute("ROLLBACK TO bulk_sent")
+        else:
+            for i in sent:
+                outcomes[i] = (True, None)
+        conn.execute("RELEASE bulk_sent")
+    for index, (fn, args, kwargs) in enumerate(items):
+        if outcomes[index] is not None:
+            continue
         conn.execute("SAVEPOINT bulk_item")
         try:
             value = fn(db, *args, **kwargs)
@@ -133,11 +173,45 @@ def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
                 raise  # the error ended the whole transaction: the gateway fails the job
             conn.execute("ROLLBACK TO bulk_item")
             conn.execute("RELEASE bulk_item")
-            outcomes.append((False, exc))
+            outcomes[index] = (False, exc)
             continue
         conn.execute("RELEASE bulk_item")
-        outcomes.append((True, value))
-    return outcomes
+        outcomes[index] = (True, value)
+    return outcomes  # type: ignore[return-value]
+
+
+_SENT_BEFORE = tuple(s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK["sent"])
+
+
+def _mark_sent_many(db: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    """Many ``store.mark_sent(db, outbox_id, message_id, [at most one id], now, ...)`` at
+    once, writing exactly what they would one by one (the outbox row deleted; messaging type,
+    tag, ``sent_at`` and ``external_id`` recorded; the status moved to ``sent`` where it was
+    below it, with its ``message.updated`` event), in one ``executemany`` per statement."""
+    conn = db.conn
+    message_ids = [args[1] for args, _ in calls]
+    marks = ", ".join("?" * len(message_ids))
+    lower = ", ".join("?" * len(_SENT_BEFORE))
+    moving = {row[0] for row in conn.execute(
+        f"SELECT id FROM messages WHERE id IN ({marks}) AND direction = 'out' AND status IN ({lower})",
+        [*message_ids, *_SENT_BEFORE]).fetchall()}
+    conn.executemany("DELETE FROM outbox WHERE id = ?", [(args[0],) for args, _ in calls])
+    updates: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    for (outbox_id, message_id, external_ids, now), kwargs in calls:
+        moves = message_id in moving
+        updates.append((kwargs.get("messaging_type"), kwargs.get("tag"), now,
+                        external_ids[0] if external_ids else None, int(moves), int(moves), now, message_id))
+        if moves:
+            events.append((message_id, now))
+    conn.executemany(
+        """UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ?,
+               sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?),
+               status = CASE WHEN ? THEN 'sent' ELSE status END,
+               updated_at = CASE WHEN ? THEN ? ELSE updated_at END
+           WHERE id = ?""", updates)
+    conn.executemany(
+        "INSERT INTO events (type, message_id, created_at) VALUES ('message.updated', ?, ?)", events)
 
 
 class Recorder:

@@ -1,6 +1,7 @@
 """What broadcasts changed in the outbox and the sender: claim priority, not-before times,
-holding a channel after Meta throttles it, and error 131050 recording a marketing opt-out (as
-the sender's answer and as a WhatsApp status)."""
+holding a channel after Meta throttles it, error 131050 recording a marketing opt-out (as
+the sender's answer and as a WhatsApp status), and a broadcast's batched queueing writing
+what ``enqueue`` writes."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
+from appliance.broadcasts import recipients
 from appliance.outbox import store as outbox
 from appliance.settings import Settings
 from appliance.store.rows import scalar
 from appliance.store.workspace import Workspace
-from appliance.timeutil import iso_in, iso_now, utcnow
+from appliance.timeutil import from_iso, iso_in, iso_now, utcnow
+from tests.appliance.api_helpers import rows
 from tests.appliance.outbox_helpers import (
     PHONE_ID,
     WABA_ID,
@@ -167,3 +170,33 @@ async def test_another_failed_status_records_no_opt_out(
     sent = await settled(workspace, message_id)
     await ingest(client, _failed_status(message_id, sent["external_id"], 131026))
     assert opted_out(workspace, first) is False
+
+
+def _queued_rows(workspace: Workspace, message_id: int) -> tuple[Any, ...]:
+    msg = rows(workspace, "SELECT * FROM messages WHERE id = ?", [message_id])[0]
+    box = rows(workspace, "SELECT * FROM outbox WHERE message_id = ?", [message_id])[0]
+    conv = rows(workspace, "SELECT last_message_at, updated_at FROM conversations WHERE id = ?",
+                [msg["conversation_id"]])[0]
+    emitted = [(e["type"], e["contact_id"] == msg["contact_id"], e["message_id"] == message_id) for e in rows(
+        workspace, "SELECT * FROM events WHERE conversation_id = ? ORDER BY id", [msg["conversation_id"]])]
+    skip = {"id", "message_id", "conversation_id", "contact_id"}
+    return ({k: v for k, v in msg.items() if k not in skip}, {k: v for k, v in box.items() if k not in skip},
+            conv, emitted)
+
+
+def test_a_batch_queued_by_a_broadcast_writes_what_enqueue_writes_one_by_one(workspace: Workspace) -> None:
+    first, second = two_whatsapp_conversations(workspace)
+    now = iso_now()
+    contact = rows(workspace, "SELECT c.id AS contact_id, c.channel_id, c.name, c.first_name, c.last_name, "
+                              "c.fields, 'whatsapp' AS channel_type FROM contacts c JOIN conversations v "
+                              "ON v.contact_id = c.id WHERE v.id = ?", [second])[0]
+    payload = {"template": {"name": "spring_sale", "language": "en_US"}, "broadcast": {"id": 7}}
+    alone = workspace.gateway.write_sync(lambda db: outbox.enqueue(
+        db, conversation_id=first, kind="template", text=None, payload=payload, sent_by="bot", user_id=None,
+        messaging_type=None, tag=None, now=now, priority=recipients.BROADCAST_PRIORITY))
+    queued = workspace.gateway.write_sync(lambda db: recipients._queue(
+        db, 7, {"template": {"name": "spring_sale", "language": "en_US"}}, [(contact, second)], {}, set(), now,
+        from_iso(now), ""))
+    together = queued[0][0]
+    assert together == alone + 1 and queued[0][1:] == (now, 7, contact["contact_id"])
+    assert _queued_rows(workspace, alone) == _queued_rows(workspace, together)

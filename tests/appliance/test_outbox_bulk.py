@@ -1,19 +1,25 @@
 """The broadcast send path's parts (appliance/outbox/bulk.py) against the Graph stand-in and a
 real workspace: GraphWire keeps post_message's contract (the exact request, Meta's answer,
-its errors and waits, a dead connection); the Recorder commits many outcomes together, and
-one that fails rolls back alone."""
+its errors and waits, a dead connection); the Recorder commits many outcomes together, one
+that fails rolls back alone, and sends recorded together write exactly what
+``outbox.store.mark_sent`` writes one by one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+from typing import Any
 
 import pytest
 
-from appliance.outbox.bulk import GraphWire, Recorder
+from appliance.inbox.store import advance_status
+from appliance.outbox import store as outbox
+from appliance.outbox.bulk import GraphWire, Recorder, _run_each
 from appliance.store.workspace import Workspace
+from appliance.timeutil import iso_now
 from tests.appliance.api_helpers import rows
+from tests.appliance.outbox_helpers import connect, hours_ago, make_conversation, queue
 from tests.standins.graph_api import GraphStandIn, Scripted
 
 PHONE = "109000000000777"
@@ -93,3 +99,56 @@ async def test_the_recorder_commits_together_and_a_failing_write_rolls_back_alon
 @pytest.fixture(autouse=True)
 def _phone_rate(graph_api: GraphStandIn) -> None:
     graph_api.rate_limits[PHONE] = 1000
+
+
+_COMPARED = ("status", "messaging_type", "tag", "sent_at", "updated_at", "error_code")
+
+
+def _recorded(workspace: Workspace, message_id: int) -> tuple[Any, ...]:
+    row = rows(workspace, f"SELECT {', '.join(_COMPARED)} FROM messages WHERE id = ?", [message_id])[0]
+    updated = rows(workspace, "SELECT count(*) AS n FROM events WHERE type = 'message.updated' AND message_id = ?",
+                   [message_id])[0]["n"]
+    left = rows(workspace, "SELECT count(*) AS n FROM outbox WHERE message_id = ?", [message_id])[0]["n"]
+    return (*(row[c] for c in _COMPARED), updated, left)
+
+
+def test_sends_recorded_together_write_what_mark_sent_writes_one_by_one(workspace: Workspace) -> None:
+    channel_id = connect(workspace, "whatsapp")
+    ids = [queue(workspace, make_conversation(workspace, channel_id, f"99555000020{n}", wa_id=f"99555000020{n}",
+                                              last_inbound_at=hours_ago(1))) for n in range(6)]
+    claimed = {r["message_id"]: r["outbox_id"] for r in workspace.gateway.write_sync(
+        lambda db: outbox.claim_due(db, iso_now(), 10))}
+    now = iso_now()
+    # A status that overtook the answer: the message is already delivered (stays so, gets its id).
+    for early in (ids[2], ids[5]):
+        workspace.gateway.write_sync(lambda db, m=early: advance_status(db, m, "delivered", now))
+    calls = [((claimed[m], m, [f"wamid.{n}"] if n % 3 else [], now),
+              {"messaging_type": "RESPONSE" if n % 3 == 1 else None, "tag": None}) for n, m in enumerate(ids)]
+    for args, kwargs in calls[:3]:  # one by one
+        workspace.gateway.write_sync(lambda db, a=args, k=kwargs: outbox.mark_sent(db, *a, **k))
+    outcomes = workspace.gateway.write_sync(
+        _run_each, [(outbox.mark_sent, args, kwargs) for args, kwargs in calls[3:]])  # together
+    assert outcomes == [(True, None)] * 3
+    for alone, together in zip(ids[:3], ids[3:], strict=True):
+        assert _recorded(workspace, alone) == _recorded(workspace, together)
+    assert [_recorded(workspace, m)[0] for m in ids] == ["sent", "sent", "delivered"] * 2
+    assert [r["external_id"] for r in rows(workspace, "SELECT external_id FROM messages ORDER BY id")] == [
+        None, "wamid.1", "wamid.2", None, "wamid.4", "wamid.5"]
+
+
+def test_a_send_that_cannot_be_recorded_together_fails_alone(workspace: Workspace) -> None:
+    channel_id = connect(workspace, "whatsapp")
+    ids = [queue(workspace, make_conversation(workspace, channel_id, f"99555000030{n}", wa_id=f"99555000030{n}",
+                                              last_inbound_at=hours_ago(1))) for n in range(3)]
+    claimed = {r["message_id"]: r["outbox_id"] for r in workspace.gateway.write_sync(
+        lambda db: outbox.claim_due(db, iso_now(), 10))}
+    now = iso_now()
+    wamids = ["wamid.a", "wamid.a", "wamid.b"]  # the second clashes with the first (unique per channel)
+    outcomes = workspace.gateway.write_sync(_run_each, [
+        (outbox.mark_sent, (claimed[m], m, [w], now), {}) for m, w in zip(ids, wamids, strict=True)])
+    assert [ok for ok, _ in outcomes] == [True, False, True]
+    assert "UNIQUE" in str(outcomes[1][1])
+    recorded = rows(workspace, "SELECT status, external_id FROM messages ORDER BY id")
+    assert [(r["status"], r["external_id"]) for r in recorded] == [
+        ("sent", "wamid.a"), ("queued", None), ("sent", "wamid.b")]
+    assert [r["message_id"] for r in rows(workspace, "SELECT message_id FROM outbox")] == [ids[1]]
