@@ -9,8 +9,6 @@ top. Every failure, a usage error included, is printed as one plain line on stde
 from __future__ import annotations
 
 import os
-
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,17 +18,13 @@ from pydantic import ValidationError
 
 from appliance import audit
 from appliance.backup.cli import backup_group
+from appliance.cli_errors import OneLineErrorGroup
 from appliance.cli_options import data_dir_option
 from appliance.cli_options import settings_for as _settings
-from appliance.errors import AatError
 from appliance.settings import Settings
 from appliance.timeutil import iso_now
 
 __all__ = ["main"]
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def _problems(exc: ValidationError, names: dict[str, str] | None = None) -> str:
@@ -43,40 +37,11 @@ def _problems(exc: ValidationError, names: dict[str, str] | None = None) -> str:
     return "; ".join(parts)
 
 
-def _message(exc: BaseException) -> str:
-    """What to tell the operator about ``exc``, in one line."""
-    if isinstance(exc, click.UsageError):
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        return exc.format_message() + hint
-    if isinstance(exc, click.ClickException):
-        return exc.format_message()
-    if isinstance(exc, click.Abort):
-        return "aborted"
-    if isinstance(exc, AatError):
-        return exc.message
-    if isinstance(exc, ValidationError):
-        return f"invalid settings: {_problems(exc)}"
-    if isinstance(exc, sqlite3.Error):
-        return f"the workspace database cannot be used: {exc}"
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-    return f"unexpected {type(exc).__name__}: {exc}"
+class _Cli(OneLineErrorGroup):
+    """The root group: every exception is one line on stderr and exit code 1."""
 
-
-class _Cli(click.Group):
-    """The root group: turns every exception into one line on stderr and exit code 1."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs["standalone_mode"] = False
-        try:
-            result = super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()  # a bare group: its help is the answer
-            sys.exit(1)
-        except (Exception, click.Abort) as exc:  # noqa: BLE001 - the one place errors are shown
-            click.echo(f"error: {_one_line(_message(exc))}", err=True)
-            sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
+    database = "the workspace database"
+    settings_problems = staticmethod(_problems)
 
 
 @click.group(cls=_Cli)

@@ -10,16 +10,14 @@ exit code 1, never a stack trace.
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from appliance import audit
-from appliance.errors import AatError
+from appliance.cli_errors import OneLineErrorGroup
 from control_plane.entitlements.cli import entitlements, license_group
 from control_plane.notices.cli import notices
 from control_plane.settings import ControlPlaneSettings, PlatformApp
@@ -27,38 +25,8 @@ from control_plane.settings import ControlPlaneSettings, PlatformApp
 __all__ = ["main"]
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, click.UsageError):
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        return exc.format_message() + hint
-    if isinstance(exc, click.ClickException):
-        return exc.format_message()
-    if isinstance(exc, click.Abort):
-        return "aborted"
-    if isinstance(exc, AatError):
-        return exc.message
-    if isinstance(exc, ValidationError):
-        return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    if isinstance(exc, sqlite3.Error):
-        return f"the control plane database cannot be used: {exc}"
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-    return f"unexpected {type(exc).__name__}: {exc}"
-
-
-class _Cli(click.Group):
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs["standalone_mode"] = False
-        try:
-            result = super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(1)
-        except (Exception, click.Abort) as exc:  # noqa: BLE001 - the one place errors are shown
-            text = "; ".join(p.strip() for p in _message(exc).splitlines() if p.strip())
-            click.echo(f"error: {text}", err=True)
-            sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
+class _Cli(OneLineErrorGroup):
+    database = "the control plane database"
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
