@@ -126,7 +126,8 @@ class Router:
         rows = [(t, delivery.object, events[t], body_of(delivery.object, entries)) for t, entries in groups.items()]
         now = iso_now()
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(((rows, unclaimed, self._users(users), now, iso_in(UNCLAIMED_SECONDS)), done))
+        expires = iso_in(UNCLAIMED_SECONDS) if unclaimed else now  # (formatting a time is not free)
+        self._waiting.append(((rows, unclaimed, self._users(users), now, expires), done))
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_waiting())
         await done
