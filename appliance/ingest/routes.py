@@ -22,7 +22,11 @@ from typing import Any
 import msgspec
 from litestar import asgi
 from litestar.connection import ASGIConnection
-from litestar.exceptions import ClientException, InternalServerException, MethodNotAllowedException
+from litestar.exceptions import (
+    ClientException,
+    InternalServerException,
+    MethodNotAllowedException,
+)
 from litestar.types import Receive, Scope, Send
 
 from appliance.channels import signature
@@ -31,7 +35,7 @@ from appliance.ingest import journal
 from appliance.metrics import WEBHOOK_OBJECTS
 from appliance.timeutil import iso_now
 
-__all__ = ["webhooks_meta", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "webhooks_meta"]
 
 MAX_BODY_BYTES = 1024 * 1024
 
