@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,6 +112,7 @@ async def _measure(requests: int) -> dict[str, float]:
     await lifespan_out.get()
     task.cancel()
     workspace.close()
+    shutil.rmtree(data, ignore_errors=True)
     return {"cpu_ms": 1000 * cpu / requests, "loop_ms": 1000 * loop_cpu / requests, "per_s": requests / wall}
 
 
