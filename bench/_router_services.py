@@ -6,6 +6,7 @@ never answers (black hole); refused tenants have no listener at all."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -94,7 +95,96 @@ def serve_control_plane(data_dir: str, master_key: str, port: int, secret: str, 
                                     forward_timeout_seconds=10)
     provisioner = StaticProvisioner(json.loads(Path(urls_file).read_text()))
     app = create_app(settings, PlatformApp(meta_app_secret=secret), provisioner=provisioner)
+    if os.environ.get("BENCH_PROBE"):
+        _probe(Path(os.environ["BENCH_PROBE"]))
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False)
+
+
+def _probe(out: Path) -> None:
+    """Where an ack's time goes (``--probe``): the writer's batches (wall, the writer thread's
+    CPU, jobs, the journal function's wall), each accept's wall, and the event loop's lag (a
+    10 ms sleep's overshoot), GC collections per generation in thread CPU. Timing wrappers
+    installed in this benchmark process only. Experiment knobs, for the GC figures in
+    BENCHMARKS.md: ``BENCH_GC_FREEZE=1`` (``gc.freeze()`` once started) and ``BENCH_GC_GEN0=N``
+    (gen-0 threshold), both applied after start-up."""
+    import json
+
+    from appliance.store.gateway import Gateway
+    from control_plane.routing import service, store
+
+    stats: dict[str, list[Any]] = {"batch": [], "accept": [], "lag": [], "journal": [], "queued": []}
+    run_batch, accept, journal_many, submit = Gateway._run_batch, service.Router.accept, store.journal_many, \
+        Gateway.submit_write
+
+    def timed_batch(self: Any, batch: list[Any]) -> None:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for job in batch:
+            stats["queued"].append(t0 - getattr(job.future, "_bench_t", t0))
+        run_batch(self, batch)
+        stats["batch"].append((time.perf_counter() - t0, time.thread_time() - c0, len(batch)))
+
+    def timed_submit(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        future = submit(self, fn, *args, **kwargs)
+        future._bench_t = time.perf_counter()  # type: ignore[attr-defined]
+        return future
+
+    def timed_journal(db: Any, deliveries: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return journal_many(db, deliveries)
+        finally:
+            stats["journal"].append((time.perf_counter() - t0, len(deliveries)))
+
+    async def timed_accept(self: Any, delivery: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await accept(self, delivery)
+        finally:
+            stats["accept"].append(time.perf_counter() - t0)
+
+    Gateway._run_batch, Gateway.submit_write = timed_batch, timed_submit  # type: ignore[method-assign]
+    service.Router.accept = timed_accept  # type: ignore[method-assign]
+    store.journal_many = timed_journal
+
+    import gc
+
+    gc_started: list[float] = []
+    stats["gc"] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started[:] = [time.thread_time()]
+        elif gc_started:
+            stats["gc"].append((info["generation"], time.thread_time() - gc_started[0]))  # CPU, not wall
+    gc.callbacks.append(on_gc)
+
+    def lag_monitor() -> None:
+        async def watch() -> None:
+            while True:
+                t0 = time.perf_counter()
+                await asyncio.sleep(0.01)
+                stats["lag"].append((time.perf_counter() - t0 - 0.01, t0))
+        asyncio.get_event_loop().create_task(watch())
+
+    import uvicorn.server
+    startup = uvicorn.server.Server.startup
+
+    async def hooked(self: Any, sockets: Any = None) -> None:
+        lag_monitor()
+        await startup(self, sockets)
+        if os.environ.get("BENCH_GC_FREEZE"):
+            gc.collect()
+            gc.freeze()
+        stats["heap_objects"] = [len(gc.get_objects()), gc.get_freeze_count()]
+        if os.environ.get("BENCH_GC_GEN0"):
+            gc.set_threshold(int(os.environ["BENCH_GC_GEN0"]), 10, 10)
+    shutdown = uvicorn.server.Server.shutdown
+
+    async def written(self: Any, sockets: Any = None) -> None:  # uvicorn re-raises SIGTERM: no atexit
+        out.write_text(json.dumps(stats))
+        await shutdown(self, sockets)
+    uvicorn.server.Server.startup = hooked  # type: ignore[method-assign]
+    uvicorn.server.Server.shutdown = written  # type: ignore[method-assign]
 
 
 class Sink:
@@ -129,8 +219,8 @@ class Sink:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-                body = await reader.readexactly(length)
+                found = re.search(rb"(?i)content-length: *(\d+)", head)  # none: a GET (the usage sweep)
+                body = await reader.readexactly(int(found.group(1))) if found else b""
                 now = time.monotonic()
                 self.requests += 1
                 for mid in MID.findall(body):

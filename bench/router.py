@@ -28,6 +28,14 @@
   the GIL, i.e. Python CPU) while the load runs, and reports the share of samples per part of the
   work (``PARTS``: inbound HTTP stack, the webhook handler, the journal and marks on the writer
   thread, forwarding, the rest); the raw samples go to ``bench/results/``.
+- Each run also reports the driver's own CPU (``driver_cpu_ms_per_event``, ``driver_core_share``:
+  load generator and sinks share this process, so a saturated driver would be measuring
+  itself), the control plane's share of a core and the system-time part of its CPU, and the
+  load average at start and end.
+- ``--probe``: where an ack's time goes inside the control plane (timing wrappers installed in
+  the benchmark's control-plane process only, ``_router_services._probe``): each accept's wall,
+  the event loop's lag, the writer's batches (wall, queue wait, the writer thread's CPU, jobs
+  per batch, deliveries per journal job) and GC collections (thread CPU, per generation).
 - ``--client-only``: the forwarding client alone, side by side in one run: 3,000 POSTs of 1 KB
   over 10 local origins with 8 in flight, through the forwarder's ``ForwardingClient``
   (aiohttp used directly) and through ``httpx.AsyncClient`` over the appliance's
@@ -197,12 +205,15 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
     log = open(root / "cp.log", "wb")
     proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_router_services.py"), "cp",
                              str(root / "cp"), master_key, str(port), SECRET, str(root / "urls.json")],
-                            stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                            stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
+                                                         **({"BENCH_PROBE": str(root / "probe.json")} if args.probe else {})})
     try:
         await _wait_ready(port)
         await asyncio.sleep(args.settle)  # the sweep's first pass (usage of every tenant) runs at start
         plan, owner = build_plan(args.rate, args.seconds, args.batch, [p for _, p, _ in tenants])
-        cpu_before = _cpu(proc.pid)
+        cpu_before, driver_before, wall_before = _cpu(proc.pid), time.process_time(), time.monotonic()
+        sys_before = _cpu(proc.pid, system_only=True)
+        load_before = os.getloadavg()
         spy = _start_profile(proc.pid, args.seconds + 1, dead) if args.profile else None
         result = await drive(port, plan, args.connections)
         healthy = {m: p for m, p in owner.items() if p not in refused and p not in blackholed}
@@ -213,14 +224,15 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
             await asyncio.sleep(0.2)
             if len(sink.arrivals) > seen:
                 deadline, seen = time.monotonic() + 30, len(sink.arrivals)
-        cpu = _cpu(proc.pid) - cpu_before
+        cpu, sys_cpu = _cpu(proc.pid) - cpu_before, _cpu(proc.pid, system_only=True) - sys_before
+        driver_cpu, wall = time.process_time() - driver_before, time.monotonic() - wall_before
         profile = await asyncio.to_thread(_finish_profile, *spy) if spy else None
         lost = [m for m in healthy if m not in sink.arrivals]
         delivery = [sink.arrivals[m] - result["sent_at"][m] for m in healthy if m in sink.arrivals]
         dead_ids = [t for t, p, _ in tenants if p in refused or p in blackholed]
         pending = await asyncio.to_thread(_pending, root / "cp", master_key, dead_ids)
         expected_pending = sum(1 for p in owner.values() if p in refused or p in blackholed)
-        return {
+        outcome = {
             "dead": dead, "events": len(owner), "posts": len(plan), "batch": args.batch,
             "ack": summary(result["acks"]), "non_200": result["failures"],
             "achieved_events_per_s": round(len(owner) / result["elapsed"], 1),
@@ -228,6 +240,10 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
             "delivery_healthy": summary(delivery), "forward_requests": sink.requests,
             "dead_tenant_events": expected_pending, "dead_tenant_events_journaled": pending,
             "cp_cpu_seconds": round(cpu, 2), "cp_cpu_ms_per_event": round(cpu * 1000 / max(1, len(owner)), 3),
+            "cp_cpu_system_share": round(sys_cpu / max(cpu, 1e-9), 2), "wall_seconds": round(wall, 2), "cp_core_share": round(cpu / wall, 2),
+            "driver_cpu_ms_per_event": round(driver_cpu * 1000 / max(1, len(owner)), 3),
+            "driver_core_share": round(driver_cpu / wall, 2),
+            "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "connections": result["connections"], **({"profile_share": profile} if profile else {}),
         }
     finally:
@@ -240,6 +256,31 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
         for hold in held:
             hold.close()
         log.close()
+    if args.probe:
+        outcome["probe"] = _probe_summary(json.loads((root / "probe.json").read_text()))
+    return outcome
+
+
+def _probe_summary(stats: dict[str, list[Any]]) -> dict[str, Any]:
+    """``--probe``: where an ack's time went (see ``_router_services._probe``)."""
+    batches = stats["batch"]
+    wall = [b[0] for b in batches]
+    cpu = [b[1] for b in batches]
+    return {
+        "accept": summary(stats["accept"]), "loop_lag": summary([lag for lag, _ in stats["lag"]]),
+        "loop_lags_over_20ms": len([lag for lag, _ in stats["lag"] if lag > 0.02]),
+        "gc": {f"gen{g}": {"count": len(d := [s for gen, s in stats["gc"] if gen == g]),
+                           "max_ms": round(1000 * max(d, default=0), 1), "total_ms": round(1000 * sum(d), 1)}
+               for g in (0, 1, 2)},
+        "heap_objects_tracked_frozen": stats.get("heap_objects"),
+        "writer_queue_wait": summary(stats["queued"]),
+        "writer_batch_wall": summary(wall), "writer_batches": len(batches),
+        "writer_jobs_per_batch_mean": round(statistics.fmean([b[2] for b in batches]), 2) if batches else 0,
+        "writer_thread_cpu_share_of_wall": round(sum(cpu) / max(1e-9, sum(wall)), 2),
+        "journal_wall": summary([j[0] for j in stats["journal"]]),
+        "journal_deliveries_per_job_mean": round(statistics.fmean([j[1] for j in stats["journal"]]), 2)
+        if stats["journal"] else 0,
+    }
 
 
 # The parts of the work, by the first frame of a sample's stack that matches (innermost wins).
@@ -274,9 +315,10 @@ def _finish_profile(spy: subprocess.Popen[bytes], out: Path) -> dict[str, float]
     return {part: round(100 * n / total, 1) for part, n in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int, system_only: bool = False) -> float:
+    """CPU seconds of ``pid`` (user + system, or system only), all threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[12]) + (0 if system_only else int(fields[11]))) / os.sysconf("SC_CLK_TCK")
 
 
 def _pending(data_dir: Path, master_key: str, tenant_ids: list[str]) -> int:
@@ -398,6 +440,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between ready and the load")
     parser.add_argument("--profile", action="store_true", help="py-spy --gil on the control plane (see above)")
+    parser.add_argument("--probe", action="store_true", help="time the ack path inside the control plane (see above)")
     args = parser.parse_args()
     if args.client_only:
         outcome = asyncio.run(client_only(args.rounds))
