@@ -40,7 +40,7 @@ Variable = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at start
 
 
 class TagSet(_Strict):
