@@ -137,6 +137,8 @@ def _probe(out: Path) -> None:
 
     async def timed_accept(self: Any, delivery: Any) -> Any:
         t0 = time.perf_counter()
+        if not stats.get("first_accept"):
+            stats["first_accept"] = [t0]
         try:
             return await accept(self, delivery)
         finally:
@@ -155,7 +157,8 @@ def _probe(out: Path) -> None:
         if phase == "start":
             gc_started[:] = [time.thread_time()]
         elif gc_started:
-            stats["gc"].append((info["generation"], time.thread_time() - gc_started[0]))  # CPU, not wall
+            stats["gc"].append((info["generation"], time.thread_time() - gc_started[0],  # CPU, not wall
+                                time.perf_counter()))
     gc.callbacks.append(on_gc)
 
     def lag_monitor() -> None:

@@ -264,12 +264,13 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
 def _probe_summary(stats: dict[str, list[Any]]) -> dict[str, Any]:
     """``--probe``: where an ack's time went (see ``_router_services._probe``)."""
     batches = stats["batch"]
+    loaded = stats.get("first_accept", [0.0])[0]  # GC counted from the first delivery on (start-up's left out)
     wall = [b[0] for b in batches]
     cpu = [b[1] for b in batches]
     return {
         "accept": summary(stats["accept"]), "loop_lag": summary([lag for lag, _ in stats["lag"]]),
         "loop_lags_over_20ms": len([lag for lag, _ in stats["lag"] if lag > 0.02]),
-        "gc": {f"gen{g}": {"count": len(d := [s for gen, s in stats["gc"] if gen == g]),
+        "gc": {f"gen{g}": {"count": len(d := [s for gen, s, at in stats["gc"] if gen == g and at >= loaded]),
                            "max_ms": round(1000 * max(d, default=0), 1), "total_ms": round(1000 * sum(d), 1)}
                for g in (0, 1, 2)},
         "heap_objects_tracked_frozen": stats.get("heap_objects"),
