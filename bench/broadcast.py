@@ -22,9 +22,11 @@ Reported: the achieved rate (sends / time from the first arrival to the last), i
 limit (target >= 0.95), the busiest sliding second seen by the stand-in (target <= the limit;
 the stand-in's own 130429 count must be 0), duplicates and recipients missed (target 0 and 0),
 the broadcast's counts, the peak RSS (target < 150 MB), the server's CPU per message, the
-stand-in's own CPU per message (``sink`` only: it must not be the bottleneck), the 1-minute load
-average at the end (the machine may be shared), and how long materialising the audience took
-before the first send. The result is written to
+stand-in's own CPU per message (``sink`` only: it must not be the bottleneck), how long a send
+held its limiter slot before its answer came back (from the server's ``/metrics``: the limiter
+counts a slot for that long plus 1.02 s, so it caps the rate at ``limit / (1.02 + mean)``), the
+1-minute load average at the end (the machine may be shared), and how long materialising the
+audience took before the first send. The result, with the sends seen per 100 ms, is written to
 ``bench/results/broadcast-<time>.json``; the data directory is removed.
 """
 
@@ -155,6 +157,27 @@ def busiest_second(times: list[float]) -> int:
     return best
 
 
+def _slot_times(metrics: str) -> dict[str, Any]:
+    """From the server's ``aat_send_duration_seconds{channel="whatsapp"}`` histogram: how long a
+    send held its limiter slot before its answer came back (mean, and the share under 25 and
+    50 ms). A slot is counted for that long plus 1.02 s, so the rate can reach at most
+    ``limit / (1.02 + mean)``: this latency is what the limiter costs."""
+    values: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("aat_send_duration_seconds") and 'channel="whatsapp"' in line:
+            name, _, number = line.rpartition(" ")
+            values[name] = float(number)
+    count = values.get('aat_send_duration_seconds_count{channel="whatsapp"}', 0.0)
+    total = values.get('aat_send_duration_seconds_sum{channel="whatsapp"}', 0.0)
+
+    def share(le: str) -> float | None:
+        bucket = values.get(f'aat_send_duration_seconds_bucket{{channel="whatsapp",le="{le}"}}')
+        return round(bucket / count, 3) if bucket is not None and count else None
+
+    return {"sends": int(count), "mean_ms": round(1000 * total / count, 1) if count else None,
+            "share_under_25ms": share("0.025"), "share_under_50ms": share("0.05")}
+
+
 def _api(port: int, token: str) -> Any:
     import httpx
 
@@ -218,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(0.25)
                 elapsed = time.monotonic() - started
                 cpu = sum(proc.cpu_times()[:2]) - cpu0
+                slot_times = _slot_times(api.get("/metrics").text)
                 completed = body.get("status") == "completed"
                 if not completed:
                     print(f"bench: the broadcast did not complete in {args.timeout} s: {body.get('counts')}", flush=True)
@@ -257,6 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "standin_cpu_seconds": round(report["cpu_seconds"], 1) if "cpu_seconds" in report else None,
         "standin_cpu_ms_per_message": round(1000 * report["cpu_seconds"] / max(1, len(times)), 3)
         if "cpu_seconds" in report else None,
+        "slot_held_before_the_answer": slot_times,
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
         "prepare_seconds": round(prepared, 1),
     }
