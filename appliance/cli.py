@@ -79,6 +79,7 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from appliance.app import create_app
+    from appliance.heap import freeze_startup_heap
     from appliance.store.workspace import open_workspace
     from appliance.team.demo import ensure_demo_login
 
@@ -91,10 +92,12 @@ def _serve(settings: Settings) -> None:
 
         workspace.gateway.write_sync(load_entitlements, settings)  # an unusable license stops here, plainly
         _banner(settings, workspace.master.generated_dev_key, demo)
+        # The lifespan closes the workspace (checkpointing the WAL): uvicorn re-raises
+        # SIGTERM after shutdown, so the `finally` below does not run on a clean stop.
+        app = create_app(settings, workspace=workspace, close_workspace=True)
+        freeze_startup_heap()
         uvicorn.run(
-            # The lifespan closes the workspace (checkpointing the WAL): uvicorn re-raises
-            # SIGTERM after shutdown, so the `finally` below does not run on a clean stop.
-            create_app(settings, workspace=workspace, close_workspace=True),
+            app,
             host=settings.host,
             port=settings.port,
             log_config=None,

@@ -65,6 +65,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type] # as the appliance: no httpx CLI import
     import uvicorn
 
+    from appliance.heap import freeze_startup_heap
     from appliance.logs import configure_logging
     from control_plane.app import create_app
     from control_plane.db import ServerLock
@@ -80,7 +81,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
                        f"({settings.data_dir / 'master.key'}); never use this in production", err=True)
         click.echo(f"AAT control plane serving at http://{settings.host}:{settings.port} "
                    f"(provisioner: {settings.provisioner})")
-        uvicorn.run(create_app(settings, PlatformApp()), host=settings.host, port=settings.port, log_config=None,
+        app = create_app(settings, PlatformApp())
+        freeze_startup_heap()
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                     access_log=False, server_header=False, timeout_graceful_shutdown=30)
     finally:
         lock.release()
