@@ -64,6 +64,17 @@ WEB_DIR = Path(__file__).parent / "web"
 FEATURES = [entitlements.FEATURE, ai.FEATURE, integrations.FEATURE, broadcasts.FEATURE, privacy.FEATURE, backup.FEATURE]
 
 
+class _MountedOnce(Router):
+    """A router that ``create_app`` builds for one app and registers once. Litestar deep-copies
+    every ``Router`` it registers, so that one router may be mounted in several places; these two
+    are new per app, so the copy (30-40 ms of a restart for the 240 handlers, BENCHMARKS.md
+    "Footprint") is skipped and the router itself is mounted. A module-level router (one shared by
+    every app a process builds, as tests do) must stay a plain ``Router``."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _MountedOnce:
+        return self
+
+
 def _http_client(settings: Settings) -> httpx.AsyncClient:
     # The sender keeps up to 64 requests in flight; its connections stay open between bursts.
     # The transport is aiohttp's pool behind httpx's API (see appliance.channels.transport).
@@ -151,7 +162,7 @@ def create_app(
             if workspace is None or close_workspace:
                 await asyncio.to_thread(ws.close)
 
-    api = Router(
+    api = _MountedOnce(
         path="/api/v1",
         route_handlers=[
             ChannelController, ContactController, ConversationController, FlowController, flow_schema,
@@ -164,7 +175,7 @@ def create_app(
         response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],
     )
     # The HTML pages: session pages and the app's screens, with the security headers (CSP ...).
-    pages = Router(path="/", route_handlers=[*SESSION_PAGES, *WEB_PAGES], response_headers=SECURITY_HEADERS,
+    pages = _MountedOnce(path="/", route_handlers=[*SESSION_PAGES, *WEB_PAGES], response_headers=SECURITY_HEADERS,
                    exception_handlers={Denied: denied_response}, include_in_schema=False)
     return Litestar(
         route_handlers=[

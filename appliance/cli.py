@@ -8,6 +8,7 @@ top. Every failure, a usage error included, is printed as one plain line on stde
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -96,6 +97,7 @@ def _serve(settings: Settings) -> None:
         # SIGTERM after shutdown, so the `finally` below does not run on a clean stop.
         app = create_app(settings, workspace=workspace, close_workspace=True)
         freeze_startup_heap()
+        gc.enable()  # off since the first import of a serve process (appliance/__init__.py)
         uvicorn.run(
             app,
             host=settings.host,

@@ -11,9 +11,11 @@ then binding the socket). Mirrors ``appliance/cli.py``'s ``serve``; it is not th
 
 from __future__ import annotations
 
+import gc
 import time
 
 started = time.perf_counter()
+gc.disable()  # as `aat-appliance serve` does from its first import (appliance/__init__.py)
 
 import http.client  # noqa: E402
 import json  # noqa: E402
@@ -45,6 +47,8 @@ def main() -> None:
     t = time.perf_counter()
     app = create_app(settings, workspace=workspace)
     marks["create_app"] = time.perf_counter() - t
+    gc.freeze()  # then, as cli._serve: the start-up heap frozen, the collector on again
+    gc.enable()
     serving = time.perf_counter()
 
     def report_when_ready() -> None:

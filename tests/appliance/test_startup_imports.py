@@ -83,3 +83,51 @@ def test_first_send_waits_for_aiohttp_off_the_loop_and_goes_out() -> None:
     assert result["importers"] == ["aat-load-aiohttp"]  # imported once, in the loader thread, not on the loop
     assert result["loop_thread"] == "MainThread"
     assert result["is_loaded"] is True and result["once"] is True
+
+
+def test_only_the_serve_command_starts_with_the_cyclic_collector_off() -> None:
+    from appliance import _starts_server
+
+    assert _starts_server(["/venv/bin/python3", "/venv/bin/aat-appliance", "serve", "--port", "8000"])
+    assert _starts_server(["python", "-X", "importtime", "-m", "appliance.cli", "serve"])
+    assert not _starts_server(["/venv/bin/python3", "/venv/bin/aat-appliance", "migrate"])
+    assert not _starts_server(["python", "-m", "control_plane.cli", "serve"])
+    assert not _starts_server(["/venv/bin/python3", "/venv/bin/aat-control-plane", "serve"])
+    assert not _starts_server(["python", "-m", "pytest", "serve"])
+    assert not _starts_server(["/venv/bin/aat-appliance"])
+
+
+def test_serve_builds_the_app_with_the_collector_off_then_freezes_and_turns_it_on(tmp_path) -> None:
+    # The real `serve` command on a fresh data directory, in a fresh interpreter started as
+    # `python -m appliance.cli serve`; only uvicorn is replaced, by a module recording the
+    # collector's state at the moment the server would start listening.
+    result = _run(f"""
+        import base64, gc, json, os, sys, types
+        sys.orig_argv = [sys.executable, "-m", "appliance.cli", "serve"]
+        os.environ.update(AAT_MASTER_KEY=base64.b64encode(bytes(range(32))).decode(), AAT_LOG_LEVEL="warning")
+        seen = {{}}
+        fake = types.ModuleType("uvicorn")
+        def run(app, **options):
+            seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count(), app=type(app).__name__)
+        fake.run = run
+        sys.modules["uvicorn"] = fake
+        import appliance
+        off_at_import = not gc.isenabled()
+        from appliance.cli import main
+        try:
+            main(["serve", "--port", "1", "--data-dir", {str(tmp_path / "data")!r}])
+        except SystemExit as exc:
+            assert exc.code in (0, None), exc.code
+        print(json.dumps(dict(seen, off_at_import=off_at_import)))
+    """)
+    assert result["off_at_import"] is True
+    assert result["app"] == "Litestar" and result["enabled"] is True and result["frozen"] > 10_000
+
+
+def test_other_commands_keep_the_collector_on() -> None:
+    assert _run("""
+        import gc, json, sys
+        sys.orig_argv = [sys.executable, "-m", "appliance.cli", "migrate"]
+        import appliance.cli
+        print(json.dumps(gc.isenabled()))
+    """) is True
