@@ -67,9 +67,12 @@ FEATURES = [entitlements.FEATURE, ai.FEATURE, integrations.FEATURE, broadcasts.F
 class _MountedOnce(Router):
     """A router that ``create_app`` builds for one app and registers once. Litestar deep-copies
     every ``Router`` it registers, so that one router may be mounted in several places; these two
-    are new per app, so the copy (30-40 ms of a restart for the 240 handlers, BENCHMARKS.md
-    "Footprint") is skipped and the router itself is mounted. A module-level router (one shared by
-    every app a process builds, as tests do) must stay a plain ``Router``."""
+    are new per app, so the copy (20-40 ms of a restart, BENCHMARKS.md "Footprint") is skipped
+    and the router itself is mounted. Their function handlers are then what Litestar makes of a
+    handler registered on the app itself (``healthz``): a shallow copy per app of the module-level
+    handler, sharing its memo of response handlers, which depends only on the layers' settings,
+    the same in every app ``create_app`` builds. Controllers are copied per app either way. A
+    module-level router (shared by every app a process builds, as tests do) stays a ``Router``."""
 
     def __deepcopy__(self, memo: dict[int, object]) -> _MountedOnce:
         return self

@@ -7,8 +7,6 @@ the settings; its ``api_key`` is the key of the ``provider`` sent: a string stor
 removes it, leaving it out keeps the stored one. DELETE forgets the settings and every key.
 """
 
-from __future__ import annotations
-
 import asyncio
 import re
 from collections.abc import Coroutine

@@ -1,7 +1,5 @@
 """``GET /api/v1/audit``: the audit log, newest first (admins)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import get

@@ -4,8 +4,6 @@ Every change is recorded in the audit log; validation that needs the database is
 :mod:`appliance.broadcasts.service`, the state machine in :mod:`appliance.broadcasts.store`.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post

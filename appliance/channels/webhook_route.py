@@ -21,8 +21,6 @@ Contract of :func:`serve`:
   ``Allow: GET, OPTIONS, POST``.
 """
 
-from __future__ import annotations
-
 import hmac
 from collections.abc import Awaitable, Callable
 

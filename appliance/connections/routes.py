@@ -1,8 +1,6 @@
 """``/api/v1/channels``: connect, list and disconnect Meta assets. Tokens are write-only: no
 response carries one, and DELETE erases the stored token in the same transaction."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, delete, get, post
@@ -38,7 +36,7 @@ class ConnectChannel(BaseModel):
     rate_limit: int | None = Field(None, ge=1, le=1000, description="Sends per second; default per type")
 
     @model_validator(mode="after")
-    def _fits_type(self) -> ConnectChannel:
+    def _fits_type(self) -> "ConnectChannel":
         if self.waba_id is not None and self.type != "whatsapp":
             raise ValueError("waba_id belongs to WhatsApp channels only")
         if self.page_id is not None and self.type != "instagram":

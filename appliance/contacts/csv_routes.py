@@ -10,8 +10,6 @@ writes nothing; without it the import is all or nothing: 200 with the counts, or
 ``invalid_import`` with a ``details`` entry per problem (``row 7.external_id``) and no change.
 """
 
-from __future__ import annotations
-
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal

@@ -1,7 +1,5 @@
 """``/api/v1/contacts``: list, read, rectify, erase, tag."""
 
-from __future__ import annotations
-
 import asyncio
 from typing import Annotated, Any, Literal
 

@@ -1,8 +1,6 @@
 """``GET /api/v1/entitlements`` (the plan and limits in force, what is used) and
 ``PUT /entitlements`` (the control plane pushes a newer token; its signature is the credential)."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from litestar import get, put

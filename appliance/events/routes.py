@@ -9,8 +9,6 @@ keeps proxies from closing an idle stream. The stream ends after ``duration`` se
 signed-out or expired session stops receiving. ``duration=0`` answers with only what was missed.
 """
 
-from __future__ import annotations
-
 import asyncio
 
 from collections.abc import AsyncIterator

@@ -1,7 +1,5 @@
 """``/api/v1/flows``: documents, publishing, the schema, preview, stats, export."""
 
-from __future__ import annotations
-
 import functools
 import json
 from urllib.parse import quote

@@ -6,8 +6,6 @@ QR code as SVG), ``GET /api/v1/channels/{id}/links/qr.svg?ref=`` (the image itse
 ``GET /api/v1/links`` (every ``ref`` trigger of the published flows on every active channel).
 """
 
-from __future__ import annotations
-
 import io
 from typing import Annotated, Any
 
@@ -38,7 +36,7 @@ class MenuItem(BaseModel):
     url: Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=2000)] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> MenuItem:
+    def _one(self) -> "MenuItem":
         if (self.payload is None) == (self.url is None):
             raise ValueError("a menu item needs exactly one of `payload` or `url`")
         return self

@@ -1,8 +1,6 @@
 """Inbox actions: ``/api/v1/conversations/{id}/assign|close|reopen|pause-bot|resume-bot|read|notes``
 and ``/api/v1/canned-replies``."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put

@@ -1,7 +1,5 @@
 """``/api/v1/conversations``: the inbox read API and the agent reply endpoint."""
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any, Literal
 
@@ -48,7 +46,7 @@ class AgentReply(BaseModel):
     template: TemplateRef | None = None
 
     @model_validator(mode="after")
-    def _one_of(self) -> AgentReply:
+    def _one_of(self) -> "AgentReply":
         if (self.text is None) == (self.template is None):
             raise ValueError("give exactly one of `text` or `template`")
         return self

@@ -12,8 +12,6 @@ what the two regular handlers before it gave: GET the handshake, POST a delivery
 listed in ``/schema`` (raw ASGI routes are not).
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import msgspec

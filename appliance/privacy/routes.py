@@ -17,8 +17,6 @@ Under ``/api/v1/contacts`` (agents and above): ``GET {id}/export`` (access, port
 (:mod:`appliance.privacy.json_export`), streamed; the same as ``aat-appliance export-json``.
 """
 
-from __future__ import annotations
-
 import asyncio
 import re
 from typing import Annotated, Any

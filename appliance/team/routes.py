@@ -1,7 +1,5 @@
 """``/api/v1/me`` and ``/api/v1/users``."""
 
-from __future__ import annotations
-
 import asyncio
 from typing import Annotated, Any
 

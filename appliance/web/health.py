@@ -1,7 +1,5 @@
 """Liveness, readiness and metrics."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 from litestar import Response, get

@@ -1,8 +1,6 @@
 """``/api/v1/settings/workspace``: the workspace's name (``{{workspace.name}}``), its default
 time zone (delay windows), and the words that unsubscribe and resubscribe a contact."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Request, get, put

@@ -7,8 +7,6 @@ the same transaction). Agents may list, read and search: they see the passages t
 the inbox anyway, and searching helps them answer by hand.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put

@@ -14,8 +14,6 @@ refresh token encrypted. Google's ``code`` and our ``state`` travel in the query
 which the access log never writes.
 """
 
-from __future__ import annotations
-
 import hashlib
 import html
 import re

@@ -6,8 +6,6 @@ when saved (an IP literal in a refused range, ``localhost``; https only when the
 itself is served over https) and again, after DNS, at every delivery attempt.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 

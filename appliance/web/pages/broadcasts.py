@@ -10,8 +10,6 @@ scheduled (broadcasts emit no live events: a 100,000-recipient broadcast would f
 event stream).
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any
 from zoneinfo import available_timezones

@@ -5,8 +5,6 @@ The pages render from the stores; changes go through the JSON API from ``contact
 (``PATCH``, tags, ``DELETE``, the import), so the API's validation is the only one.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any
 from urllib.parse import urlencode

@@ -6,8 +6,6 @@ last 7, 14, 30 or 90 UTC days, as SVG charts drawn here (no chart service, no sc
 check the geometry as plain data.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Annotated, Any
 

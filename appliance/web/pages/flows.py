@@ -8,8 +8,6 @@ page itself renders what the script cannot know cheaply: the published versions 
 history panel) and the names of the other flows (for ``goto_flow``).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Request, get

@@ -15,8 +15,6 @@ served alone, so the browser never builds markup from message content:
 Every handler reads in one gateway call; none waits on Meta or an AI provider.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 

@@ -5,8 +5,6 @@ another site) is refused, which stops login CSRF without a second cookie. The se
 is ``aat-session`` (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age = the absolute expiry).
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit

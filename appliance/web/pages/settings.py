@@ -6,8 +6,6 @@ workspace, saved replies), so these pages know no feature's tables and show exac
 API accepts or refuses. Agents get the 403 page.
 """
 
-from __future__ import annotations
-
 from typing import Any
 from zoneinfo import available_timezones
 
