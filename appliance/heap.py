@@ -11,15 +11,33 @@ never collected. No collection runs first: it would cost ~0.1 s of every restart
 few dozen objects start-up leaves in cycles.
 
 Not for tests or library code that build many apps in one process: what they freeze stays.
+
+:func:`raise_young_threshold` is the control plane's ``serve``'s second step (measured there
+only): young collections every 10,000 net container allocations instead of 700. At 1,000
+events/s the router ran ~520 young and ~47 middle collections per 20 s (0.7 s of CPU, each
+pausing the loop a few ms, and the survivors they promoted fed the full collections); with
+10,000, 3 young ones (8-17 ms each, ~25 ms in all) and no older one in 20 s.
 """
 
 from __future__ import annotations
 
 import gc
 
-__all__ = ["freeze_startup_heap"]
+__all__ = ["SERVER_GEN0_THRESHOLD", "freeze_startup_heap", "raise_young_threshold"]
+
+#: Allocations (net, of container objects) between young collections in a server; CPython's default is 700.
+SERVER_GEN0_THRESHOLD = 10_000
 
 
 def freeze_startup_heap() -> None:
     """Move every object tracked now to the permanent generation (see the module docstring)."""
     gc.freeze()
+
+
+def raise_young_threshold(gen0: int = SERVER_GEN0_THRESHOLD) -> None:
+    """Collect the youngest generation every ``gen0`` net allocations instead of every 700 (the
+    older generations' ratios stay 10 and 10). Most of a request's objects are freed by reference
+    counting before a collection sees them, so fewer, larger young collections do less work in
+    total and promote fewer short-lived objects to the older generations."""
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, gen2)

@@ -95,18 +95,35 @@ def serve_control_plane(data_dir: str, master_key: str, port: int, secret: str, 
                                     forward_timeout_seconds=10)
     provisioner = StaticProvisioner(json.loads(Path(urls_file).read_text()))
     app = create_app(settings, PlatformApp(meta_app_secret=secret), provisioner=provisioner)
+    _heap_policy(os.environ.get("BENCH_HEAP", "serve"))
     if os.environ.get("BENCH_PROBE"):
         _probe(Path(os.environ["BENCH_PROBE"]))
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False)
+
+
+def _heap_policy(policy: str) -> None:
+    """The collector policy before serving (``BENCH_HEAP``): ``serve`` (default) as the control
+    plane's ``serve`` applies it, ``freeze`` the start-up freeze only, ``none`` CPython's
+    defaults; ``BENCH_GC_GEN0=N`` then sets the gen-0 threshold (experiments)."""
+    import gc
+
+    from appliance.heap import freeze_startup_heap, raise_young_threshold
+
+    if policy not in {"serve", "freeze", "none"}:
+        raise SystemExit(f"BENCH_HEAP: serve, freeze or none, not {policy!r}")
+    if policy != "none":
+        freeze_startup_heap()
+    if policy == "serve":
+        raise_young_threshold()
+    if os.environ.get("BENCH_GC_GEN0"):
+        gc.set_threshold(int(os.environ["BENCH_GC_GEN0"]), *gc.get_threshold()[1:])
 
 
 def _probe(out: Path) -> None:
     """Where an ack's time goes (``--probe``): the writer's batches (wall, the writer thread's
     CPU, jobs, the journal function's wall), each accept's wall, and the event loop's lag (a
     10 ms sleep's overshoot), GC collections per generation in thread CPU. Timing wrappers
-    installed in this benchmark process only. Experiment knobs, for the GC figures in
-    BENCHMARKS.md: ``BENCH_GC_FREEZE=1`` (``gc.freeze()`` once started) and ``BENCH_GC_GEN0=N``
-    (gen-0 threshold), both applied after start-up."""
+    installed in this benchmark process only. The collector policy is ``_heap_policy``'s."""
     import json
 
     from appliance.store.gateway import Gateway
@@ -121,7 +138,7 @@ def _probe(out: Path) -> None:
         for job in batch:
             stats["queued"].append(t0 - getattr(job.future, "_bench_t", t0))
         run_batch(self, batch)
-        stats["batch"].append((time.perf_counter() - t0, time.thread_time() - c0, len(batch)))
+        stats["batch"].append((time.perf_counter() - t0, time.thread_time() - c0, len(batch), t0))
 
     def timed_submit(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
         future = submit(self, fn, *args, **kwargs)
@@ -144,6 +161,46 @@ def _probe(out: Path) -> None:
         finally:
             stats["accept"].append(time.perf_counter() - t0)
 
+    handle_run = asyncio.Handle._run
+    stats["slow"] = []
+
+    def timed_run(self: Any) -> None:  # every event-loop callback: the slow ones, named, wall and CPU
+        t0, c0 = time.perf_counter(), time.thread_time()
+        handle_run(self)
+        wall = time.perf_counter() - t0
+        if wall > 0.005:
+            stats["slow"].append((wall, time.thread_time() - c0, t0, _callback_name(self._callback)))
+
+    asyncio.Handle._run = timed_run  # type: ignore[method-assign]
+    run_once = asyncio.BaseEventLoop._run_once
+    stats["iterations"] = []
+
+    selected = [0.0]
+    stats["late_select"] = []
+
+    def timed_run_once(self: Any) -> None:  # one loop iteration, less its wait in select
+        if not hasattr(self._selector, "_bench"):
+            select = self._selector.select
+
+            def timed_select(timeout: float | None = None) -> Any:
+                t, c = time.perf_counter(), time.thread_time()
+                try:
+                    return select(timeout)
+                finally:
+                    waited = time.perf_counter() - t
+                    selected[0] += waited
+                    if waited > 0.02 and timeout is not None and timeout <= 0.01:  # the lag watch's timer
+                        stats["late_select"].append((waited, timeout, time.thread_time() - c, t))
+            self._selector.select, self._selector._bench = timed_select, True
+        waited = _run_delay()
+        selected[0], t0, c0 = 0.0, time.perf_counter(), time.thread_time()
+        run_once(self)
+        wall = time.perf_counter() - t0 - selected[0]
+        if wall > 0.02:
+            stats["iterations"].append((wall, time.thread_time() - c0, t0, len(self._ready),
+                                        time.perf_counter(), _run_delay() - waited))
+
+    asyncio.BaseEventLoop._run_once = timed_run_once  # type: ignore[method-assign]
     Gateway._run_batch, Gateway.submit_write = timed_batch, timed_submit  # type: ignore[method-assign]
     service.Router.accept = timed_accept  # type: ignore[method-assign]
     store.journal_many = timed_journal
@@ -175,12 +232,8 @@ def _probe(out: Path) -> None:
     async def hooked(self: Any, sockets: Any = None) -> None:
         lag_monitor()
         await startup(self, sockets)
-        if os.environ.get("BENCH_GC_FREEZE"):
-            gc.collect()
-            gc.freeze()
         stats["heap_objects"] = [len(gc.get_objects()), gc.get_freeze_count()]
-        if os.environ.get("BENCH_GC_GEN0"):
-            gc.set_threshold(int(os.environ["BENCH_GC_GEN0"]), 10, 10)
+        stats["gc_threshold"] = list(gc.get_threshold())
     shutdown = uvicorn.server.Server.shutdown
 
     async def written(self: Any, sockets: Any = None) -> None:  # uvicorn re-raises SIGTERM: no atexit
@@ -188,6 +241,22 @@ def _probe(out: Path) -> None:
         await shutdown(self, sockets)
     uvicorn.server.Server.startup = hooked  # type: ignore[method-assign]
     uvicorn.server.Server.shutdown = written  # type: ignore[method-assign]
+
+
+def _run_delay() -> float:
+    """Seconds this thread has spent runnable but waiting for a core (``/proc`` schedstat): the
+    OS's preemption, as opposed to waiting for the GIL, which is sleeping."""
+    with open("/proc/thread-self/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
+def _callback_name(callback: Any) -> str:
+    """A task step as its coroutine's name, any other callback as its own."""
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        return "task " + getattr(coro, "__qualname__", repr(coro))
+    return getattr(callback, "__qualname__", repr(callback))
 
 
 class Sink:

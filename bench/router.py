@@ -35,7 +35,14 @@
 - ``--probe``: where an ack's time goes inside the control plane (timing wrappers installed in
   the benchmark's control-plane process only, ``_router_services._probe``): each accept's wall,
   the event loop's lag, the writer's batches (wall, queue wait, the writer thread's CPU, jobs
-  per batch, deliveries per journal job) and GC collections (thread CPU, per generation).
+  per batch, deliveries per journal job), GC collections (thread CPU, per generation), the
+  event-loop callbacks over 5 ms by name (wall and the loop thread's CPU), the loop iterations
+  over 20 ms less their select wait (with the writer batches' time inside them) and selects that
+  returned over 20 ms late.
+- The control plane runs with ``aat-control-plane serve``'s collector policy
+  (``appliance.heap``: start-up heap frozen, gen-0 threshold raised); ``BENCH_HEAP=freeze``
+  freezes only, ``BENCH_HEAP=none`` keeps CPython's defaults (for comparisons). Each run keeps
+  its acks (``ack_ms_each``) for a p99 pooled over runs.
 - ``--client-only``: the forwarding client alone, side by side in one run: 3,000 POSTs of 1 KB
   over 10 local origins with 8 in flight, through the forwarder's ``ForwardingClient``
   (aiohttp used directly) and through ``httpx.AsyncClient`` over the appliance's
@@ -235,6 +242,7 @@ async def run(args: argparse.Namespace, dead: int) -> dict[str, Any]:
         outcome = {
             "dead": dead, "events": len(owner), "posts": len(plan), "batch": args.batch,
             "ack": summary(result["acks"]), "non_200": result["failures"],
+            "ack_ms_each": [round(1000 * a, 2) for a in result["acks"]],  # for a p99 pooled over runs
             "achieved_events_per_s": round(len(owner) / result["elapsed"], 1),
             "healthy_events": len(healthy), "lost": len(lost), "duplicates": sink.duplicates,
             "delivery_healthy": summary(delivery), "forward_requests": sink.requests,
@@ -274,6 +282,15 @@ def _probe_summary(stats: dict[str, list[Any]]) -> dict[str, Any]:
                            "max_ms": round(1000 * max(d, default=0), 1), "total_ms": round(1000 * sum(d), 1)}
                for g in (0, 1, 2)},
         "heap_objects_tracked_frozen": stats.get("heap_objects"),
+        "gc_threshold": stats.get("gc_threshold"),
+        "slow_callbacks_over_5ms": _slow_callbacks(stats.get("slow", []), loaded),
+        "late_selects_over_20ms": [[round(1000 * w, 1), round(1000 * t, 1), round(1000 * c, 1)] for w, t, c, at
+                                   in stats.get("late_select", []) if at >= loaded],  # wall, timeout, CPU ms
+        "loop_iterations_over_20ms": [[round(1000 * w, 1), round(1000 * c, 1), round(1000 * q, 1), n,
+                                       _writer_overlap(batches, at, end)]
+                                      for w, c, at, n, end, q in stats.get("iterations", []) if at >= loaded],
+        # wall less select, the loop thread's CPU, its wait for a core (preempted), callbacks left
+        # ready, ms of writer batches overlapping it
         "writer_queue_wait": summary(stats["queued"]),
         "writer_batch_wall": summary(wall), "writer_batches": len(batches),
         "writer_jobs_per_batch_mean": round(statistics.fmean([b[2] for b in batches]), 2) if batches else 0,
@@ -282,6 +299,26 @@ def _probe_summary(stats: dict[str, list[Any]]) -> dict[str, Any]:
         "journal_deliveries_per_job_mean": round(statistics.fmean([j[1] for j in stats["journal"]]), 2)
         if stats["journal"] else 0,
     }
+
+
+def _writer_overlap(batches: list[Any], start: float, end: float) -> float:
+    """Milliseconds of writer-thread batches inside ``start..end`` (a slow loop iteration)."""
+    return round(1000 * sum(max(0.0, min(end, b[3] + b[0]) - max(start, b[3])) for b in batches), 1)
+
+
+def _slow_callbacks(slow: list[Any], loaded: float) -> dict[str, Any]:
+    """Event-loop callbacks over 5 ms under load, by name: count, wall (sum, max) and the
+    loop thread's CPU in them (wall much above CPU: the thread was waiting for the GIL or a core)."""
+    by: dict[str, list[float]] = {}
+    for wall, cpu, at, name in slow:
+        if at >= loaded:
+            entry = by.setdefault(name, [0, 0.0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += wall
+            entry[2] = max(entry[2], wall)
+            entry[3] += cpu
+    return {name: {"count": n, "wall_ms": round(1000 * w, 1), "max_ms": round(1000 * m, 1), "cpu_ms": round(1000 * c, 1)}
+            for name, (n, w, m, c) in sorted(by.items(), key=lambda kv: -kv[1][1])}
 
 
 # The parts of the work, by the first frame of a sample's stack that matches (innermost wins).
@@ -455,10 +492,11 @@ def main() -> None:
     for dead in ([0] if args.baseline else []) + [args.dead]:
         outcome = asyncio.run(run(args, dead))
         runs.append(outcome)
-        print(json.dumps(outcome, indent=2))
+        print(json.dumps({k: v for k, v in outcome.items() if k != "ack_ms_each"}, indent=2))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"router-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": vars(args), "load_average": os.getloadavg(), "runs": runs}, indent=2))
+    out.write_text(json.dumps({"args": vars(args), "load_average": os.getloadavg(),
+                               "heap_policy": os.environ.get("BENCH_HEAP", "serve"), "runs": runs}, indent=2))
     print(f"results: {out}")
 
 
