@@ -43,7 +43,6 @@ import httpx
 from appliance.channels import transport
 from appliance.channels.graph import graph_error, retry_after
 from appliance.channels.outbound import GraphError, SendResult
-from appliance.inbox.store import STATUS_RANK
 from appliance.outbox import store
 from appliance.store.gateway import Gateway
 
@@ -145,7 +144,7 @@ _Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
     """One gateway job: every item in its own savepoint (see :class:`Recorder`); the items
     that record a send (:func:`appliance.outbox.store.mark_sent` of one request) together
-    first, by :func:`_mark_sent_many`, and one by one only if that fails."""
+    first, by :func:`appliance.outbox.store.mark_sent_many`, and one by one only if that fails."""
     conn = db.conn
     outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
     sent = [i for i, (fn, args, kwargs) in enumerate(items) if fn is store.mark_sent and len(args) == 4
@@ -153,7 +152,7 @@ def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
     if len(sent) > 1:
         conn.execute("SAVEPOINT bulk_sent")
         try:
-            _mark_sent_many(db, [(items[i][1], items[i][2]) for i in sent])
+            store.mark_sent_many(db, [(items[i][1], items[i][2]) for i in sent])
         except Exception:  # each one alone below, so that only a failing one fails
             if not conn.in_transaction:
                 raise
@@ -178,40 +177,6 @@ def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
         conn.execute("RELEASE bulk_item")
         outcomes[index] = (True, value)
     return outcomes  # type: ignore[return-value]
-
-
-_SENT_BEFORE = tuple(s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK["sent"])
-
-
-def _mark_sent_many(db: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
-    """Many ``store.mark_sent(db, outbox_id, message_id, [at most one id], now, ...)`` at
-    once, writing exactly what they would one by one (the outbox row deleted; messaging type,
-    tag, ``sent_at`` and ``external_id`` recorded; the status moved to ``sent`` where it was
-    below it, with its ``message.updated`` event), in one ``executemany`` per statement."""
-    conn = db.conn
-    message_ids = [args[1] for args, _ in calls]
-    marks = ", ".join("?" * len(message_ids))
-    lower = ", ".join("?" * len(_SENT_BEFORE))
-    moving = {row[0] for row in conn.execute(
-        f"SELECT id FROM messages WHERE id IN ({marks}) AND direction = 'out' AND status IN ({lower})",
-        [*message_ids, *_SENT_BEFORE]).fetchall()}
-    conn.executemany("DELETE FROM outbox WHERE id = ?", [(args[0],) for args, _ in calls])
-    updates: list[tuple[Any, ...]] = []
-    events: list[tuple[Any, ...]] = []
-    for (outbox_id, message_id, external_ids, now), kwargs in calls:
-        moves = message_id in moving
-        updates.append((kwargs.get("messaging_type"), kwargs.get("tag"), now,
-                        external_ids[0] if external_ids else None, int(moves), int(moves), now, message_id))
-        if moves:
-            events.append((message_id, now))
-    conn.executemany(
-        """UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ?,
-               sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?),
-               status = CASE WHEN ? THEN 'sent' ELSE status END,
-               updated_at = CASE WHEN ? THEN ? ELSE updated_at END
-           WHERE id = ?""", updates)
-    conn.executemany(
-        "INSERT INTO events (type, message_id, created_at) VALUES ('message.updated', ?, ?)", events)
 
 
 class Recorder:

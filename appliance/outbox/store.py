@@ -27,7 +27,7 @@ from sqlite_utils import Database
 
 from appliance import events
 from appliance.errors import NotFound
-from appliance.inbox.store import advance_status, insert_message
+from appliance.inbox.store import STATUS_RANK, advance_status, insert_message
 from appliance.store.rows import many, one, scalar
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "next_due_at",
     "mark_part_sent",
     "mark_sent",
+    "mark_sent_many",
     "mark_retry",
     "mark_failed",
     "recover_in_doubt",
@@ -223,6 +224,42 @@ def mark_sent(
         [messaging_type, tag, now, first, message_id],
     )
     advance_status(db, message_id, "sent", now)
+
+
+_BELOW_SENT = tuple(s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK["sent"])
+
+
+def mark_sent_many(db: Database, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    """Many :func:`mark_sent` calls, given as their ``(args, kwargs)`` without ``db``, of
+    single-part sends (at most one external id each), writing exactly what they would one by
+    one (the outbox row deleted; messaging type, tag, ``sent_at`` and ``external_id``
+    recorded; the status moved to ``sent`` where it was below it, with its
+    ``message.updated`` event), in one ``executemany`` per statement. A change to one of the
+    two is a change to both (tests/appliance/test_outbox_bulk.py compares them)."""
+    conn = db.conn
+    message_ids = [args[1] for args, _ in calls]
+    marks = ", ".join("?" * len(message_ids))
+    lower = ", ".join("?" * len(_BELOW_SENT))
+    moving = {row[0] for row in conn.execute(
+        f"SELECT id FROM messages WHERE id IN ({marks}) AND direction = 'out' AND status IN ({lower})",
+        [*message_ids, *_BELOW_SENT]).fetchall()}
+    conn.executemany("DELETE FROM outbox WHERE id = ?", [(args[0],) for args, _ in calls])
+    updates: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    for (outbox_id, message_id, external_ids, now), kwargs in calls:
+        moves = message_id in moving
+        updates.append((kwargs.get("messaging_type"), kwargs.get("tag"), now,
+                        external_ids[0] if external_ids else None, int(moves), int(moves), now, message_id))
+        if moves:
+            events.append((message_id, now))
+    conn.executemany(
+        """UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ?,
+               sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?),
+               status = CASE WHEN ? THEN 'sent' ELSE status END,
+               updated_at = CASE WHEN ? THEN ? ELSE updated_at END
+           WHERE id = ?""", updates)
+    conn.executemany(
+        "INSERT INTO events (type, message_id, created_at) VALUES ('message.updated', ?, ?)", events)
 
 
 def mark_retry(db: Database, outbox_id: int, *, next_attempt_at: str, error: str) -> None:

@@ -6,8 +6,8 @@ A stand-in subclasses :class:`LoopbackStandIn`:
 - its ``__init__`` calls ``super().__init__()``, which binds the port at once (so
   :attr:`~LoopbackStandIn.base_url` is known before :meth:`~LoopbackStandIn.start`) and creates
   ``self._lock`` for the state the handler threads share;
-- it implements ``_handler_class()``, returning a :class:`StandInHandler` subclass (usually a
-  closure over the stand-in) with its ``do_GET``/``do_POST``/... methods;
+- it implements the abstract ``_handler_class()``, returning a :class:`StandInHandler`
+  subclass (a closure over the stand-in) with its ``do_GET``/``do_POST``/... methods;
 - ``start()`` serves and returns the stand-in (``standin = GraphStandIn().start()``);
   ``stop()`` shuts the server down and closes its socket, after which it cannot start again;
 - ``quiet_errors = True`` drops the traceback ``http.server`` prints when a handler fails (for
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -36,7 +37,7 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class LoopbackStandIn:
+class LoopbackStandIn(ABC):
     """A stand-in's server on loopback; see the module docstring for the subclass contract."""
 
     quiet_errors: ClassVar[bool] = False
@@ -50,8 +51,9 @@ class LoopbackStandIn:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
+    @abstractmethod
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        raise NotImplementedError
+        """The request handler class the server runs for each connection."""
 
     @property
     def port(self) -> int:
