@@ -20,6 +20,13 @@ ChannelType = Literal["messenger", "instagram", "whatsapp"]
 CHANNEL_TYPES: tuple[str, ...] = ("messenger", "instagram", "whatsapp")
 
 
+def _no_secrets() -> list[SecretStr]:
+    # A function rather than ``list``: pydantic reads the factory's signature, and a builtin's is
+    # parsed from its text by ``tokenize``, whose patterns cost ~4 ms of CPU to compile, at every
+    # restart (this model is built at import; BENCHMARKS.md, "Footprint").
+    return []
+
+
 class Settings(BaseSettings):
     """Configuration of one appliance process."""
 
@@ -52,7 +59,7 @@ class Settings(BaseSettings):
         "(X-Hub-Signature-256). Without it every webhook POST is refused.",
     )
     meta_extra_app_secrets: list[SecretStr] = Field(
-        default_factory=list,
+        default_factory=_no_secrets,
         description="Further secrets accepted for webhook signatures, as a JSON list: the "
         "Instagram app secret of an app using Instagram Login, or the previous secret "
         "during a rotation.",

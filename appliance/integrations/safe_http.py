@@ -1,7 +1,8 @@
 """An httpx client that reaches only the addresses :mod:`appliance.integrations.ssrf` allows.
 
 The check sits where the socket is opened, not where the URL is read: the client's connection
-pool is given a network backend (:class:`VettingBackend`) that resolves the host once, judges
+pool is given a network backend (:class:`VettingBackend`, in :mod:`appliance.integrations.vetting`
+with httpcore, both loaded by the first client) that resolves the host once, judges
 every address it resolves to (one refused address refuses the host: a name that resolves to a
 public and a private address is not to be trusted), and connects to one of those judged
 addresses. The URL, the ``Host`` header, TLS SNI and certificate checks keep the host name. So
@@ -18,21 +19,18 @@ incrementally, so a compressed bomb is stopped at the cap too).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
-import ssl
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpcore
 import httpx
 
 from appliance import __version__
-from appliance.integrations.ssrf import IPAddress, parse_ip_literal, refusal
+from appliance.integrations.ssrf import IPAddress
 
 __all__ = [
     "BlockedAddress",
@@ -42,12 +40,20 @@ __all__ = [
     "UnsupportedEncoding",
     "Resolver",
     "system_resolver",
-    "VettingBackend",
     "safe_client",
     "fetch",
     "Fetched",
     "MAX_RESPONSE_BYTES",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``VettingBackend`` lives beside httpcore in appliance.integrations.vetting, imported on first use.
+    if name == "VettingBackend":
+        from appliance.integrations.vetting import VettingBackend
+
+        return VettingBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -102,87 +108,12 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-class VettingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, with every TCP connection vetted (module docstring)."""
-
-    def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
-        self._allow_private = allow_private
-        self._resolver = resolver
-        self._inner = httpcore.AnyIOBackend()
-
-    async def vet(self, host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
-        literal = parse_ip_literal(host)
-        if literal is not None:
-            addresses = [literal]
-        else:
-            with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
-                addresses = await self._resolver(host, port)
-        if not addresses:
-            raise UnresolvableHost()
-        for ip in addresses:
-            reason = refusal(ip, allow_private=self._allow_private)
-            if reason is not None:
-                raise BlockedAddress(reason)
-        return addresses
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self.vet(host, port, timeout)
-        failure: Exception | None = None
-        for ip in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    str(ip), port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    async def connect_unix_socket(self, *_: Any, **__: Any) -> httpcore.AsyncNetworkStream:
-        raise BlockedAddress("unix_socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-_ssl_context: ssl.SSLContext | None = None
-
-
-def _default_ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs milliseconds; one context serves every client.
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
-    return _ssl_context
-
-
-class _VettingTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, backend: VettingBackend, limits: httpx.Limits) -> None:
-        context = _default_ssl_context()
-        super().__init__(verify=context, trust_env=False, limits=limits)
-        # httpx builds its pool without a way to pass a network backend; the pool is the only
-        # thing handle_async_request uses, so it is replaced by one with the vetting backend
-        # (pinned by tests/appliance/test_integrations_ssrf.py, which fail if it is bypassed).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend,
-        )
-
-
 def safe_client(
     *, allow_private: bool, timeout: float, resolver: Resolver = system_resolver, max_connections: int = 20
 ) -> httpx.AsyncClient:
     """A client for requests to addresses chosen by users (close it after use)."""
+    from appliance.integrations.vetting import VettingBackend, _VettingTransport
+
     backend = VettingBackend(allow_private=allow_private, resolver=resolver)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2)
     return httpx.AsyncClient(

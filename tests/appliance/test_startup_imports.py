@@ -13,7 +13,9 @@ import textwrap
 
 # Loaded by the request, task or send that needs them, never by `aat-appliance serve` at start.
 NOT_AT_START = ("aiohttp", "httpx_aiohttp", "rich", "pygments", "segno", "jwt", "httpx_auth", "cryptography.x509",
-                "jinja2", "argon2", "anthropic", "openai", "pypdf")
+                "jinja2", "argon2", "anthropic", "openai", "pypdf",
+                # httpcore (and h11): only the SSRF-vetting client of integrations uses them (vetting.py)
+                "httpcore", "h11", "appliance.integrations.vetting")
 
 
 def _run(code: str) -> dict:
