@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 import httpx
@@ -53,6 +54,9 @@ from appliance.web.pages.session import SESSION_PAGES
 from appliance.web.pages.templating import PagesTemplateEngine
 from appliance.workspace.routes import get_workspace_settings, put_workspace_settings
 
+if TYPE_CHECKING:
+    from litestar.plugins import PluginProtocol
+
 __all__ = ["create_app"]
 
 log = logging.getLogger("aat.app")
@@ -76,6 +80,21 @@ class _MountedOnce(Router):
 
     def __deepcopy__(self, memo: dict[int, object]) -> _MountedOnce:
         return self
+
+
+class _Appliance(Litestar):
+    """Litestar with its default plugins except the attrs schema plugin: no handler or model here
+    is an attrs class, and that plugin's import of ``attrs`` cost ~16 ms of every restart
+    (BENCHMARKS.md, "Footprint"; aiohttp still loads attrs after ready, off the loop). The rest is
+    what ``Litestar`` adds when given no plugins (tests/appliance/test_startup_imports.py compares
+    the two lists, so a new default in a Litestar release fails there)."""
+
+    @staticmethod
+    def _get_default_plugins(plugins: list[PluginProtocol]) -> list[PluginProtocol]:
+        from litestar.plugins.core import MsgspecDIPlugin
+        from litestar.plugins.pydantic import PydanticDIPlugin, PydanticPlugin
+
+        return [*plugins, MsgspecDIPlugin(), PydanticPlugin(), PydanticDIPlugin()]  # create_app passes none
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:
@@ -180,7 +199,7 @@ def create_app(
     # The HTML pages: session pages and the app's screens, with the security headers (CSP ...).
     pages = _MountedOnce(path="/", route_handlers=[*SESSION_PAGES, *WEB_PAGES], response_headers=SECURITY_HEADERS,
                    exception_handlers={Denied: denied_response}, include_in_schema=False)
-    return Litestar(
+    return _Appliance(
         route_handlers=[
             healthz, readyz, metrics, webhooks_meta, api, pages,
             create_static_files_router(path="/static", directories=[WEB_DIR / "static"], name="static",
