@@ -97,6 +97,9 @@ class _Appliance(Litestar):
         return [*plugins, MsgspecDIPlugin(), PydanticPlugin(), PydanticDIPlugin()]  # create_app passes none
 
 
+USER_AGENT = f"aat-appliance/{__version__}"
+
+
 def _http_client(settings: Settings) -> httpx.AsyncClient:
     # The sender keeps up to 64 requests in flight; its connections stay open between bursts.
     # The transport is aiohttp's pool behind httpx's API (see appliance.channels.transport).
@@ -104,7 +107,7 @@ def _http_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
         transport=pooled_transport(limits),
-        headers={"User-Agent": f"aat-appliance/{__version__}"},
+        headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
     )
 
@@ -131,7 +134,8 @@ def create_app(
         runtime = Runtime(settings=settings, workspace=ws, http=client)
         runtime.processor = JournalProcessor(gateway=ws.gateway, metrics=runtime.metrics)
         runtime.sender = Sender(
-            gateway=ws.gateway, settings=settings, client=client, fields=ws.fields, metrics=runtime.metrics
+            gateway=ws.gateway, settings=settings, user_agent=USER_AGENT, fields=ws.fields,
+            metrics=runtime.metrics,
         )
         app.state.runtime = runtime
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from appliance.channels.events import ParsedWebhook
 from appliance.channels.outbound import ChannelAccount, Outbound, SendResult
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.channels.wire import GraphWire
 
 __all__ = ["ModuleAdapter"]
 
@@ -30,7 +31,7 @@ class ModuleAdapter:
     webhook_object: str
     parse_webhook: Callable[[dict[str, Any]], ParsedWebhook]
     render: Callable[[Outbound], list[dict[str, Any]]]
-    send: Callable[[httpx.AsyncClient, Settings, ChannelAccount, dict[str, Any]], Awaitable[SendResult]]
+    send: Callable[[GraphWire, Settings, ChannelAccount, dict[str, Any]], Awaitable[SendResult]]
     reply_to_comment: Callable[
-        [httpx.AsyncClient, Settings, ChannelAccount, str, str], Awaitable[SendResult]
+        [GraphWire, Settings, ChannelAccount, str, str], Awaitable[SendResult]
     ]

@@ -13,11 +13,11 @@ of the channel module's functions) with:
 ``render(outbound) -> list[dict]``
                     pure: one message as the Graph API request bodies that send it, in order.
                     Raises :class:`RenderError` when the channel cannot express it.
-``async send(client, settings, account, body) -> SendResult``
-                    posts one body with the account's token through the shared
-                    ``httpx.AsyncClient``; never raises for HTTP or Graph errors (they come back
-                    as ``SendResult.error``).
-``async reply_to_comment(client, settings, account, comment_id, text) -> SendResult``
+``async send(wire, settings, account, body) -> SendResult``
+                    posts one body with the account's token through the sender's
+                    :class:`appliance.channels.wire.GraphWire`; never raises for HTTP, Graph or
+                    transport errors (they come back as ``SendResult.error``).
+``async reply_to_comment(wire, settings, account, comment_id, text) -> SendResult``
                     a public reply under a comment (Facebook ``/comments``, Instagram
                     ``/replies``); WhatsApp answers that it has no comments.
 
@@ -26,13 +26,14 @@ Adapters know Meta, not the database: nothing here imports inbox, flows or outbo
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.channels.events import ParsedWebhook, ParseProblem
 from appliance.channels.outbound import ChannelAccount, Outbound, SendResult
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.channels.wire import GraphWire
 
 __all__ = ["ChannelAdapter", "ADAPTERS", "adapter_for", "adapter_for_object", "parse_delivery"]
 
@@ -47,7 +48,7 @@ class ChannelAdapter(Protocol):
 
     async def send(
         self,
-        client: httpx.AsyncClient,
+        wire: GraphWire,
         settings: Settings,
         account: ChannelAccount,
         body: dict[str, Any],
@@ -55,7 +56,7 @@ class ChannelAdapter(Protocol):
 
     async def reply_to_comment(
         self,
-        client: httpx.AsyncClient,
+        wire: GraphWire,
         settings: Settings,
         account: ChannelAccount,
         comment_id: str,

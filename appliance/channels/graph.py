@@ -5,9 +5,10 @@ UTC datetime (or None), :func:`text_or_none`/:func:`id_or_none` read optional fi
 trusting their type, and :func:`digest` builds the stable part of a dedupe key for events that
 carry no id of their own.
 
-Sending side: :func:`post_message` posts one JSON body with a Bearer token and always returns a
-:class:`SendResult` (:func:`post_for_account` with an account's token and the configured timeout). It never raises for HTTP, Graph or transport failures, and never puts the
-token or the body into any message.
+Answers: :func:`graph_error` and :func:`retry_after` read a failed answer, :func:`send_api_message_id`
+and :func:`created_id` a successful one, for the message sends (:mod:`appliance.channels.wire`);
+:func:`call_json` makes any other Graph call through the appliance's ``httpx.AsyncClient``. None of
+them raises for HTTP, Graph or transport failures, or puts a token or a body into a message.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from appliance.channels.events import ParsedWebhook, ParseProblem
-from appliance.channels.outbound import ChannelAccount, GraphError, SendResult
-from appliance.settings import Settings
+from appliance.channels.outbound import GraphError
 
 __all__ = [
     "Malformed",
@@ -36,8 +36,6 @@ __all__ = [
     "digest",
     "check_length",
     "delivery_entries",
-    "post_message",
-    "post_for_account",
     "send_api_message_id",
     "created_id",
     "graph_error",
@@ -171,61 +169,6 @@ def delivery_entries(payload: Any, webhook_object: str, out: ParsedWebhook) -> l
 # --- sending ----------------------------------------------------------------------------------
 
 
-async def post_message(
-    client: httpx.AsyncClient,
-    url: str,
-    token: str,
-    body: Mapping[str, Any],
-    message_id: Callable[[Mapping[str, Any]], str | None],
-    timeout: float | None = None,
-) -> SendResult:
-    """POST ``body`` as JSON to ``url`` with ``Authorization: Bearer <token>``.
-
-    A 2xx JSON answer is success; ``message_id`` picks the sent message's id from it. A 2xx
-    answer that is not JSON still means Meta accepted the message, so it is ``ok`` with no id
-    (the echo or status will carry it). Anything else is ``ok=False`` with a
-    :class:`GraphError`; a timeout or connection failure is ``GraphError(code=None)``.
-    """
-    headers = {"Authorization": f"Bearer {token}"}
-    kwargs: dict[str, Any] = {"json": body, "headers": headers}
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    try:
-        response = await client.post(url, **kwargs)
-    except httpx.TimeoutException:
-        return SendResult(ok=False, error=GraphError(code=None, message="timeout"))
-    except httpx.TransportError:
-        return SendResult(ok=False, error=GraphError(code=None, message="connection failed"))
-    except httpx.HTTPError:
-        return SendResult(ok=False, error=GraphError(code=None, message="request failed"))
-
-    data = _json_object(response)
-    if response.is_success and data is not None and not isinstance(data.get("error"), dict):
-        return SendResult(ok=True, external_id=message_id(data), raw=data)
-    if response.is_success and data is None:
-        return SendResult(ok=True, raw={})
-    return SendResult(
-        ok=False,
-        error=graph_error(response.status_code, data),
-        retry_after=retry_after(response.headers),
-        raw=data or {},
-    )
-
-
-async def post_for_account(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    account: ChannelAccount,
-    url: str,
-    body: Mapping[str, Any],
-    message_id: Callable[[Mapping[str, Any]], str | None],
-) -> SendResult:
-    """:func:`post_message` with ``account``'s access token and ``settings.http_timeout_seconds``."""
-    return await post_message(
-        client, url, account.access_token, body, message_id, timeout=settings.http_timeout_seconds
-    )
-
-
 def send_api_message_id(data: Mapping[str, Any]) -> str | None:
     """The sent message's id in a Messenger/Instagram Send API answer (``message_id``)."""
     return id_or_none(data.get("message_id"))
@@ -260,8 +203,9 @@ def graph_error(http_status: int, data: Mapping[str, Any] | None) -> GraphError:
     )
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait before the next call, as Meta says it.
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait before the next call, as Meta says it, from a failed answer's headers
+    (a case-insensitive mapping: ``httpx.Headers`` or aiohttp's).
 
     ``X-Business-Use-Case-Usage`` (``{"<biz_id>": [{"estimated_time_to_regain_access": <min>,
     ...}]}``) wins when it names a positive wait (BUC limits take precedence, §7); else a
@@ -308,7 +252,7 @@ async def call_json(
     params: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any] | None, GraphError | None]:
     """Any other Graph call (profile settings, lookups): ``(data, None)`` on success, else
-    ``(None, error)``. Like :func:`post_message`, it never raises and never reveals the token."""
+    ``(None, error)``. Like the message sends, it never raises and never reveals the token."""
     try:
         response = await client.request(
             method, url, json=body, params=params, headers={"Authorization": f"Bearer {token}"}

@@ -9,19 +9,21 @@ buttons a generic-template element) and no ``file`` attachments.
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from appliance.channels.adapter import ModuleAdapter
-from appliance.channels.events import ContactRef, InboundMessage, ParsedWebhook, ParseProblem
+from appliance.channels.events import (
+    ContactRef,
+    InboundMessage,
+    ParsedWebhook,
+    ParseProblem,
+)
 from appliance.channels.graph import (
     Malformed,
     check_length,
     created_id,
     event_time,
     id_or_none,
-    post_for_account,
     send_api_message_id,
     text_or_none,
 )
@@ -38,8 +40,16 @@ from appliance.channels.messaging_render import (
     quick_replies,
     text_message,
 )
-from appliance.channels.outbound import ChannelAccount, Outbound, RenderError, SendResult
+from appliance.channels.outbound import (
+    ChannelAccount,
+    Outbound,
+    RenderError,
+    SendResult,
+)
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.channels.wire import GraphWire
 
 __all__ = ["ADAPTER", "parse_webhook", "render", "send", "send_url", "reply_to_comment"]
 
@@ -160,21 +170,20 @@ def send_url(settings: Settings, account: ChannelAccount) -> str:
 
 
 async def send(
-    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
+    wire: GraphWire, settings: Settings, account: ChannelAccount, body: dict[str, Any]
 ) -> SendResult:
     """POST ``body`` to the account's messages endpoint (:func:`send_url`)."""
-    return await post_for_account(client, settings, account, send_url(settings, account), body,
-                                  send_api_message_id)
+    return await wire.post(send_url(settings, account), account.access_token, body, send_api_message_id)
 
 
 async def reply_to_comment(
-    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+    wire: GraphWire, settings: Settings, account: ChannelAccount, comment_id: str, text: str
 ) -> SendResult:
     """A public reply under an Instagram comment: ``POST /<COMMENT_ID>/replies {"message"}``
     (graph.facebook.com with a Page token, graph.instagram.com with Instagram Login)."""
     path = f"{comment_id}/replies"
     url = settings.graph_url(path) if account.page_id else settings.instagram_url(path)
-    return await post_for_account(client, settings, account, url, {"message": text}, created_id)
+    return await wire.post(url, account.access_token, {"message": text}, created_id)
 
 
 ADAPTER = ModuleAdapter(

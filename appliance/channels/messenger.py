@@ -8,9 +8,7 @@ Rendering follows docs/spec/meta-platform.md §5 and the button rules of flow-fo
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from appliance.channels.adapter import ModuleAdapter
 from appliance.channels.events import (
@@ -26,7 +24,6 @@ from appliance.channels.graph import (
     created_id,
     event_time,
     id_or_none,
-    post_for_account,
     send_api_message_id,
     text_or_none,
 )
@@ -40,8 +37,16 @@ from appliance.channels.messaging_render import (
     quick_replies,
     text_message,
 )
-from appliance.channels.outbound import ChannelAccount, Outbound, RenderError, SendResult
+from appliance.channels.outbound import (
+    ChannelAccount,
+    Outbound,
+    RenderError,
+    SendResult,
+)
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.channels.wire import GraphWire
 
 __all__ = ["ADAPTER", "parse_webhook", "render", "send", "reply_to_comment"]
 
@@ -152,20 +157,19 @@ def render(outbound: Outbound) -> list[dict[str, Any]]:
 
 
 async def send(
-    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
+    wire: GraphWire, settings: Settings, account: ChannelAccount, body: dict[str, Any]
 ) -> SendResult:
     """POST ``body`` to ``/<PAGE_ID>/messages`` (``account.external_id`` is the page id)."""
-    return await post_for_account(client, settings, account,
-                                  settings.graph_url(f"{account.external_id}/messages"), body,
-                                  send_api_message_id)
+    return await wire.post(settings.graph_url(f"{account.external_id}/messages"), account.access_token, body,
+                           send_api_message_id)
 
 
 async def reply_to_comment(
-    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+    wire: GraphWire, settings: Settings, account: ChannelAccount, comment_id: str, text: str
 ) -> SendResult:
     """A public reply under a Page comment: ``POST /<COMMENT_ID>/comments {"message"}``."""
-    return await post_for_account(client, settings, account, settings.graph_url(f"{comment_id}/comments"),
-                                  {"message": text}, created_id)
+    return await wire.post(settings.graph_url(f"{comment_id}/comments"), account.access_token,
+                           {"message": text}, created_id)
 
 
 ADAPTER = ModuleAdapter(

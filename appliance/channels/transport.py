@@ -27,7 +27,7 @@ Contract of :func:`pooled_transport`:
   keeps cookies); no proxy from the environment;
 - every failure is an ``httpx.HTTPError``: a timeout is an ``httpx.TimeoutException``, a refused
   or dropped connection and anything else aiohttp or the socket raise is an
-  ``httpx.TransportError`` (callers such as :func:`appliance.channels.graph.post_message` catch
+  ``httpx.TransportError`` (callers such as :func:`appliance.channels.graph.call_json` catch
   only httpx's classes).
 """
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from appliance.channels.adapter import ModuleAdapter
 from appliance.channels.events import (
@@ -35,13 +33,15 @@ from appliance.channels.graph import (
     event_time,
     id_or_none,
     int_or_none,
-    post_for_account,
     text_or_none,
     timestamp_ms,
 )
 from appliance.channels.outbound import ChannelAccount, GraphError, SendResult
 from appliance.channels.whatsapp_render import render
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.channels.wire import GraphWire
 
 __all__ = ["ADAPTER", "parse_webhook", "render", "send", "reply_to_comment"]
 
@@ -369,15 +369,15 @@ def _message_id(data: Mapping[str, Any]) -> str | None:
 
 
 async def send(
-    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, body: dict[str, Any]
+    wire: GraphWire, settings: Settings, account: ChannelAccount, body: dict[str, Any]
 ) -> SendResult:
     """POST ``body`` to ``/<PHONE_NUMBER_ID>/messages`` (``account.external_id``)."""
-    return await post_for_account(client, settings, account,
-                                  settings.graph_url(f"{account.external_id}/messages"), body, _message_id)
+    return await wire.post(settings.graph_url(f"{account.external_id}/messages"), account.access_token, body,
+                           _message_id)
 
 
 async def reply_to_comment(
-    client: httpx.AsyncClient, settings: Settings, account: ChannelAccount, comment_id: str, text: str
+    wire: GraphWire, settings: Settings, account: ChannelAccount, comment_id: str, text: str
 ) -> SendResult:
     """WhatsApp has no comments: always ``ok=False``, nothing is sent."""
     return SendResult(ok=False, error=GraphError(code=None, message="WhatsApp has no comments"))

@@ -1,29 +1,14 @@
-"""The broadcast send path: what the sender does differently for bulk messages (``priority`` > 0).
+"""Group commit of the sender's outcomes: many small writes in one gateway job.
 
-A broadcast sends many alike messages at the channel's full rate (up to 1,000 a second on one
-WhatsApp number), so the CPU each one costs decides the rate reached (BENCHMARKS.md,
-"Broadcasts"). What a message is allowed to do does not change (policy at send time, the
-channel's limiter, retries, in-doubt recovery: appliance/outbox/sender.py); two costs do:
-
-- :class:`GraphWire`: WhatsApp sends go through one ``aiohttp.ClientSession`` directly instead
-  of the appliance's ``httpx.AsyncClient`` (whose request and response objects cost about
-  1 CPU-ms per request here, aiohttp alone about 0.25 ms). The body is encoded once with the C
-  JSON encoder; the URL and the request's own headers are parsed once per (URL, token). Same
-  contract as :func:`appliance.channels.graph.post_message`: a 2xx JSON answer is ``ok`` with
-  ``messages[0].id``; a 2xx answer that is not JSON is ``ok`` without an id; anything else is
-  a :class:`GraphError` (Meta's ``error`` object) with Meta's wait (``retry_after``); a
-  timeout or a failed connection is ``GraphError(code=None)``. The pool
-  holds up to ``connections`` keep-alive connections (sized to the sender's sends in flight,
-  so a send never queues for a connection).
-- :class:`Recorder`: the outcomes of many sends are written in one gateway job (group commit)
-  instead of one job each. At most one such job is in the writer at a time; outcomes arriving
-  meanwhile wait for the next one, so the batch grows with the rate and a commit is shared by
-  everything that finished during the previous one. Every outcome runs in its own savepoint:
-  one that fails rolls back alone and only its caller gets the exception. A caller's await
-  returns once its outcome is committed. The batch's recorded sends
-  (:func:`appliance.outbox.store.mark_sent`) are written together first, one ``executemany``
-  per statement, with exactly the rows and events ``mark_sent`` writes one by one; only if
-  that fails are they run one by one.
+:class:`Recorder`: the outcomes of many sends are written in one gateway job instead of one job
+each. At most one such job is in the writer at a time; outcomes arriving meanwhile wait for the
+next one, so the batch grows with the rate and a commit is shared by everything that finished
+during the previous one (32 replies in flight, or a broadcast at 1,000 a second: BENCHMARKS.md).
+Every outcome runs in its own savepoint: one that fails rolls back alone and only its caller gets
+the exception. A caller's await returns once its outcome is committed. The batch's recorded
+sends (:func:`appliance.outbox.store.mark_sent` of a single-request message) are written
+together first, by :func:`appliance.outbox.store.mark_sent_many`, with exactly the rows and
+events ``mark_sent`` writes one by one; only if that fails are they run one by one.
 
 Crash safety is the outbox's: a message is durably ``sending`` (claimed) before its request
 leaves, and an outcome not yet committed at a SIGKILL leaves it ``sending``, i.e. in doubt,
@@ -34,147 +19,54 @@ which recovery settles from Meta's status or echo before it would ever send it a
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-import httpx
-
-from appliance.channels import transport
-from appliance.channels.graph import graph_error, retry_after
-from appliance.channels.outbound import GraphError, SendResult
 from appliance.outbox import store
 from appliance.store.gateway import Gateway
 
-if TYPE_CHECKING:
-    import aiohttp
+__all__ = ["Recorder"]
 
-__all__ = ["GraphWire", "Recorder"]
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _whatsapp_message_id(data: Mapping[str, Any]) -> str | None:
-    messages = data.get("messages")
-    first = messages[0] if isinstance(messages, list) and messages else None
-    value = first.get("id") if isinstance(first, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-class GraphWire:
-    """Graph API sends over aiohttp (see the module docstring). Create and use on one loop."""
-
-    def __init__(self, *, user_agent: str, timeout: float, connections: int) -> None:
-        self._user_agent = user_agent
-        self._timeout = timeout  # aiohttp is loaded after start (appliance/channels/transport.py)
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
-        self._targets: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=15.0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-                headers={"User-Agent": self._user_agent},
-                # Per socket operation, not a total: aiohttp then keeps one timer per request
-                # (the read's) instead of three. A send's answer is one small read.
-                timeout=aiohttp.ClientTimeout(sock_connect=min(5.0, self._timeout), sock_read=self._timeout),
-            )
-        return self._session
-
-    def _target(self, url: str, token: str) -> tuple[Any, Any]:
-        """The parsed URL and the request's own headers, made once per (url, token) rather
-        than parsed and merged again for every message."""
-        target = self._targets.get((url, token))
-        if target is None:
-            from multidict import CIMultiDict
-            from yarl import URL
-
-            if len(self._targets) > 64:
-                self._targets.clear()
-            target = self._targets[(url, token)] = (
-                URL(url), CIMultiDict({"Authorization": f"Bearer {token}", "Content-Type": "application/json"}))
-        return target
-
-    async def post_whatsapp(self, url: str, token: str, body: Mapping[str, Any]) -> SendResult:
-        """POST one WhatsApp ``/<phone-number-id>/messages`` body."""
-        if not transport.is_loaded():  # aiohttp is loaded in a thread after start
-            await transport.loaded()
-        import aiohttp
-
-        target, own_headers = self._target(url, token)
-        try:
-            async with self._session_now().post(
-                target, data=_encode(body).encode(), headers=own_headers
-            ) as response:
-                status = response.status
-                raw = await response.read()
-                headers = response.headers
-        except TimeoutError:
-            return SendResult(ok=False, error=GraphError(code=None, message="timeout"))
-        except (aiohttp.ClientError, OSError):
-            return SendResult(ok=False, error=GraphError(code=None, message="connection failed"))
-        try:
-            decoded = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            decoded = None
-        answer = decoded if isinstance(decoded, dict) else None
-        if 200 <= status < 300:
-            if answer is None:
-                return SendResult(ok=True, raw={})
-            if not isinstance(answer.get("error"), dict):
-                return SendResult(ok=True, external_id=_whatsapp_message_id(answer), raw=answer)
-        return SendResult(
-            ok=False, error=graph_error(status, answer),
-            retry_after=retry_after(httpx.Headers(list(headers.items()))), raw=answer or {},
-        )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+class _Item(NamedTuple):
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    sent: bool  # a mark_sent of a single-request message: mark_sent_many can write it
 
 
 def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
-    """One gateway job: every item in its own savepoint (see :class:`Recorder`); the items
-    that record a send (:func:`appliance.outbox.store.mark_sent` of one request) together
-    first, by :func:`appliance.outbox.store.mark_sent_many`, and one by one only if that fails."""
+    """One gateway job: every item in its own savepoint (see :class:`Recorder`); the recorded
+    sends together first, by :func:`appliance.outbox.store.mark_sent_many`, and one by one only
+    if that fails."""
     conn = db.conn
     outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
-    sent = [i for i, (fn, args, kwargs) in enumerate(items) if fn is store.mark_sent and len(args) == 4
-            and len(args[2]) <= 1 and set(kwargs) <= {"messaging_type", "tag"}]
+    sent = [i for i, item in enumerate(items) if item.sent]
     if len(sent) > 1:
-        conn.execute("SAVEPOINT bulk_sent")
+        conn.execute("SAVEPOINT recorded_sends")
         try:
-            store.mark_sent_many(db, [(items[i][1], items[i][2]) for i in sent])
+            store.mark_sent_many(db, [(items[i].args, items[i].kwargs) for i in sent])
         except Exception:  # each one alone below, so that only a failing one fails
             if not conn.in_transaction:
                 raise
-            conn.execute("ROLLBACK TO bulk_sent")
+            conn.execute("ROLLBACK TO recorded_sends")
         else:
             for i in sent:
                 outcomes[i] = (True, None)
-        conn.execute("RELEASE bulk_sent")
-    for index, (fn, args, kwargs) in enumerate(items):
+        conn.execute("RELEASE recorded_sends")
+    for index, (fn, args, kwargs, _) in enumerate(items):
         if outcomes[index] is not None:
             continue
-        conn.execute("SAVEPOINT bulk_item")
+        conn.execute("SAVEPOINT recorded_item")
         try:
             value = fn(db, *args, **kwargs)
         except Exception as exc:  # handed to that item's caller
             if not conn.in_transaction:
                 raise  # the error ended the whole transaction: the gateway fails the job
-            conn.execute("ROLLBACK TO bulk_item")
-            conn.execute("RELEASE bulk_item")
+            conn.execute("ROLLBACK TO recorded_item")
+            conn.execute("RELEASE recorded_item")
             outcomes[index] = (False, exc)
             continue
-        conn.execute("RELEASE bulk_item")
+        conn.execute("RELEASE recorded_item")
         outcomes[index] = (True, value)
     return outcomes  # type: ignore[return-value]
 
@@ -190,8 +82,18 @@ class Recorder:
 
     async def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(db, *args, **kwargs)`` in the next batch; its result once committed."""
+        return await self._add(_Item(fn, args, kwargs, sent=False))
+
+    async def record_sent(self, outbox_id: int, message_id: int, external_ids: list[str], now: str, *,
+                          messaging_type: str | None = None, tag: str | None = None) -> None:
+        """:func:`appliance.outbox.store.mark_sent` in the next batch, written together with
+        the batch's other single-request sends; returns once committed."""
+        await self._add(_Item(store.mark_sent, (outbox_id, message_id, external_ids, now),
+                              {"messaging_type": messaging_type, "tag": tag}, sent=len(external_ids) <= 1))
+
+    async def _add(self, item: _Item) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(((fn, args, kwargs), future))
+        self._waiting.append((item, future))
         if not self._flushing:
             self._flushing = True
             self._task = asyncio.ensure_future(self._flush())

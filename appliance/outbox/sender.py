@@ -17,8 +17,9 @@ One asyncio task in the web process. Each round it claims due rows (durably mark
   (:mod:`appliance.outbox.ratelimit`); broadcast messages (``priority`` > 0) queue for their
   slot one at a time per channel, first come first served, and none takes a slot while an
   agent reply or a flow message claimed on that channel is not done yet, so at most one of
-  them competes with it for the next free slot. They go out through the broadcast send
-  path (:mod:`appliance.outbox.bulk`: aiohttp directly, outcomes recorded by group commit);
+  them competes with it for the next free slot;
+- every request goes out through the sender's :class:`appliance.channels.wire.GraphWire`
+  (aiohttp directly), and sends are recorded by group commit (:mod:`appliance.outbox.recorder`);
 - transient errors are retried with backoff and jitter, permanent ones fail at once, code 190
   marks the channel ``needs_reauth`` and fails the message (:mod:`appliance.outbox.retry`);
   a throttling answer (130429, 613, 80007 ...: ``retry.THROTTLE_CODES``) also holds every
@@ -40,7 +41,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlite_utils import Database
 
 from appliance.channels.base import ChannelAdapter, adapter_for
@@ -55,12 +55,13 @@ from appliance.channels.outbound import (
     RenderError,
     Template,
 )
+from appliance.channels.wire import GraphWire
 from appliance.connections.store import mark_needs_reauth, token_context
 from appliance.contacts.store import set_marketing_preference
 from appliance.metrics import Metrics
 from appliance.outbox import policy, retry, store
-from appliance.outbox.bulk import GraphWire, Recorder
 from appliance.outbox.ratelimit import LimiterRegistry, SlidingWindowLimiter
+from appliance.outbox.recorder import Recorder
 from appliance.settings import Settings
 from appliance.store.gateway import Gateway
 from appliance.store.keys import FieldCipher
@@ -156,7 +157,7 @@ class Sender:
         *,
         gateway: Gateway,
         settings: Settings,
-        client: httpx.AsyncClient,
+        user_agent: str,
         fields: FieldCipher,
         metrics: Metrics,
         concurrency: int = 256,
@@ -165,7 +166,6 @@ class Sender:
     ) -> None:
         self._db = gateway
         self._settings = settings
-        self._client = client
         self._fields = fields
         self._metrics = metrics
         self._clock = clock
@@ -178,10 +178,9 @@ class Sender:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listeners: list[MessageListener] = []
-        # The broadcast send path (appliance/outbox/bulk.py): its own connection pool, sized to
-        # the sends in flight, and group commit of its outcomes.
-        self._wire = GraphWire(user_agent=client.headers.get("User-Agent", "aat-appliance"),
-                               timeout=settings.http_timeout_seconds, connections=concurrency)
+        # Every request's connection pool, sized to the sends in flight, and group commit of
+        # the outcomes.
+        self._wire = GraphWire(user_agent=user_agent, timeout=settings.http_timeout_seconds, connections=concurrency)
         self._recorder = Recorder(gateway)
         self._accounts: dict[tuple[Any, ...], ChannelAccount] = {}
         self._urgent: dict[int, int] = {}  # channel id -> priority-0 sends claimed and not done
@@ -265,7 +264,7 @@ class Sender:
         """Wait for the sends in flight (used at shutdown and by tests)."""
         while self._in_flight:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
-        await self._wire.aclose()  # reopened by the next broadcast send
+        await self._wire.aclose()  # reopened by the next send
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         channel_id, urgent = row["channel_id"], row["priority"] <= 0
@@ -329,10 +328,8 @@ class Sender:
             return False
         if row["parts_done"] < parts:
             return False
-        await self._db.write(
-            store.mark_sent, row["outbox_id"], row["message_id"], [], to_iso(self._clock()),
-            messaging_type=row["messaging_type"], tag=row["tag"],
-        )
+        await self._recorder.record_sent(row["outbox_id"], row["message_id"], [], to_iso(self._clock()),
+                                         messaging_type=row["messaging_type"], tag=row["tag"])
         return True
 
     async def _attempt(self, row: dict[str, Any]) -> str:
@@ -367,12 +364,7 @@ class Sender:
                 if timer is None:
                     timer = self._timers[channel_type] = self._metrics.send_seconds.labels(channel=channel_type)
                 with timer.time():
-                    if row["priority"] > 0 and channel_type == "whatsapp":  # the broadcast send path
-                        result = await self._wire.post_whatsapp(
-                            self._settings.graph_url(f"{account.external_id}/messages"), account.access_token,
-                            bodies[index])
-                    else:
-                        result = await adapter.send(self._client, self._settings, account, bodies[index])
+                    result = await adapter.send(self._wire, self._settings, account, bodies[index])
             if result.ok:
                 if result.external_id:
                     sent_ids.append(result.external_id)
@@ -381,11 +373,8 @@ class Sender:
                 continue
             assert result.error is not None  # adapters return an error whenever ok is False
             return await self._after_error(row, result.error, result.retry_after)
-        write = self._recorder.write if row["priority"] > 0 else self._db.write
-        await write(
-            store.mark_sent, row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
-            messaging_type=decision.messaging_type, tag=decision.tag,
-        )
+        await self._recorder.record_sent(row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
+                                         messaging_type=decision.messaging_type, tag=decision.tag)
         return "sent"
 
     @contextlib.asynccontextmanager
@@ -396,8 +385,8 @@ class Sender:
             turn = self._bulk_turns.setdefault(channel_id, asyncio.Lock())
             async with turn:
                 # Not while a reply or flow message claimed for this channel is being sent
-                # (from its claim until its outcome is recorded): broadcast requests leave
-                # faster (appliance/outbox/bulk.py) and would otherwise overtake it on the wire.
+                # (from its claim until its outcome is recorded): a queue of broadcast
+                # messages would otherwise take the channel's free slots ahead of it.
                 while self._urgent.get(channel_id):
                     await self._urgent_done.setdefault(channel_id, asyncio.Event()).wait()
                 await limiter.acquire()
@@ -450,15 +439,13 @@ class Sender:
         await self._respect_hold(row["channel_id"])
         async with limiter.slot():
             result = await adapter.reply_to_comment(
-                self._client, self._settings, self._account(row), row["payload"]["public_reply_to"], row["text"] or ""
+                self._wire, self._settings, self._account(row), row["payload"]["public_reply_to"], row["text"] or ""
             )
         if not result.ok:
             assert result.error is not None
             return await self._after_error(row, result.error, result.retry_after)
-        await self._db.write(
-            store.mark_sent, row["outbox_id"], row["message_id"],
-            [result.external_id] if result.external_id else [], to_iso(self._clock()),
-        )
+        await self._recorder.record_sent(row["outbox_id"], row["message_id"],
+                                         [result.external_id] if result.external_id else [], to_iso(self._clock()))
         return "sent"
 
     async def _after_error(self, row: dict[str, Any], error: GraphError, retry_after: float | None) -> str:

@@ -235,7 +235,7 @@ def mark_sent_many(db: Database, calls: list[tuple[tuple[Any, ...], dict[str, An
     one (the outbox row deleted; messaging type, tag, ``sent_at`` and ``external_id``
     recorded; the status moved to ``sent`` where it was below it, with its
     ``message.updated`` event), in one ``executemany`` per statement. A change to one of the
-    two is a change to both (tests/appliance/test_outbox_bulk.py compares them)."""
+    two is a change to both (tests/appliance/test_outbox_recorder.py compares them)."""
     conn = db.conn
     message_ids = [args[1] for args, _ in calls]
     marks = ", ".join("?" * len(message_ids))

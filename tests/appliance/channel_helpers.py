@@ -1,9 +1,10 @@
 """Helpers shared by the channel adapter tests: the Meta fixtures, delivery builders, and a
-Graph API stand-in built on ``httpx.MockTransport``."""
+Graph API stand-in on loopback that answers each request with a test's ``respond`` function."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,9 @@ import httpx
 from appliance.channels.base import ChannelAdapter
 from appliance.channels.events import ParsedWebhook
 from appliance.channels.outbound import ChannelAccount, SendResult
+from appliance.channels.wire import GraphWire
 from appliance.settings import Settings
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
 
@@ -82,26 +85,60 @@ def wa_delivery(*values: dict[str, Any], field: str = "messages") -> dict[str, A
     }]}
 
 
-def make_settings() -> Settings:
-    return Settings(
-        graph_api_base="https://graph.test", instagram_api_base="https://ig.test",
-        graph_api_version="v25.0", http_timeout_seconds=5.0,
-    )
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"graph_api_base": "https://graph.test", "instagram_api_base": "https://ig.test",
+                              "graph_api_version": "v25.0", "http_timeout_seconds": 5.0}
+    return Settings(**(values | overrides))
 
 
-class MockGraph:
-    """Records every request and answers with ``respond(request)``."""
+# The hosts make_settings() names, as MockGraph serves them: a path prefix on loopback.
+_HOSTS = {"graph": "https://graph.test", "ig": "https://ig.test"}
+SLOW_SECONDS = 1.0  # how long MockGraph waits when ``respond`` raises a timeout
+WIRE_TIMEOUT = 0.3  # the wire's timeout in send_once: below SLOW_SECONDS
+
+
+class MockGraph(LoopbackStandIn):
+    """A real HTTP server on loopback that records every request (as an ``httpx.Request`` at
+    the URL the appliance meant: ``https://graph.test/...`` or ``https://ig.test/...``, see
+    :meth:`settings`) and answers with ``respond(request)``. When ``respond`` raises an
+    ``httpx.TimeoutException`` the answer comes after :data:`SLOW_SECONDS`; any other
+    ``httpx.TransportError`` drops the connection without an answer."""
+
+    quiet_errors = True
 
     def __init__(self, respond: Callable[[httpx.Request], httpx.Response]) -> None:
         self.requests: list[httpx.Request] = []
         self._respond = respond
+        super().__init__()
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self._respond(request)
+    def settings(self) -> Settings:
+        """:func:`make_settings` with both Graph hosts pointed at this server."""
+        return make_settings(graph_api_base=f"{self.origin}/graph", instagram_api_base=f"{self.origin}/ig")
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+    def _handler_class(self) -> type[StandInHandler]:
+        graph = self
+
+        class Handler(StandInHandler):
+            def do_POST(self) -> None:
+                prefix, _, rest = self.path.lstrip("/").partition("/")
+                request = httpx.Request("POST", f"{_HOSTS.get(prefix, 'http://unknown')}/{rest}",
+                                        headers=dict(self.headers.items()), content=self.read_body())
+                with graph._lock:
+                    graph.requests.append(request)
+                try:
+                    response = graph._respond(request)
+                except httpx.TimeoutException:
+                    time.sleep(SLOW_SECONDS)
+                    response = httpx.Response(200, json={})
+                except httpx.TransportError:
+                    self.close_connection = True
+                    return
+                headers = {k: v for k, v in response.headers.items()
+                           if k.lower() not in ("content-length", "content-type", "transfer-encoding")}
+                self.send_body(response.status_code, response.content,
+                               content_type=response.headers.get("content-type"), headers=headers)
+
+        return Handler
 
     @property
     def last_json(self) -> Any:
@@ -112,11 +149,16 @@ async def send_once(
     adapter: ChannelAdapter, account: ChannelAccount, body: dict[str, Any],
     respond: Callable[[httpx.Request], httpx.Response],
 ) -> tuple[MockGraph, SendResult]:
-    """``adapter.send`` of ``body`` for ``account`` against a :class:`MockGraph` answering with
-    ``respond``: the graph (its recorded requests) and the result."""
-    graph = MockGraph(respond)
-    async with graph.client() as client:
-        result = await adapter.send(client, make_settings(), account, body)
+    """``adapter.send`` of ``body`` for ``account`` through a real :class:`GraphWire` against a
+    :class:`MockGraph` answering with ``respond``: the graph (its recorded requests) and the
+    result."""
+    graph = MockGraph(respond).start()
+    wire = GraphWire(user_agent="aat-appliance/test", timeout=WIRE_TIMEOUT, connections=2)
+    try:
+        result = await adapter.send(wire, graph.settings(), account, body)
+    finally:
+        await wire.aclose()
+        graph.stop()
     return graph, result
 
 

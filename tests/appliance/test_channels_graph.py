@@ -1,4 +1,5 @@
-"""The shared Graph plumbing: timestamps, value readers, error parsing, retry hints, posting."""
+"""The shared Graph plumbing: timestamps, value readers, error parsing, retry hints (the sends
+themselves: test_channels_wire.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,10 @@ from appliance.channels.graph import (
     id_or_none,
     int_or_none,
     parse_timestamp,
-    post_message,
     retry_after,
 )
 from appliance.channels.outbound import GraphError, RenderError
-from tests.appliance.channel_helpers import TOKEN, MockGraph
 
-URL = "https://graph.test/v25.0/1/messages"
 T = datetime(2026, 11, 26, 19, 37, 42, tzinfo=UTC)
 
 
@@ -128,101 +126,6 @@ def _buc(*minutes):
 )
 def test_retry_after(headers, expected):
     assert retry_after(httpx.Headers(headers)) == expected
-
-
-# --- posting ---------------------------------------------------------------------------------
-
-
-async def _post(respond, body=None):
-    graph = MockGraph(respond)
-    async with graph.client() as client:
-        result = await post_message(
-            client, URL, TOKEN, body or {"a": "ä"}, lambda d: d.get("message_id"), timeout=3.0
-        )
-    return graph, result
-
-
-async def test_post_message_sends_json_with_the_bearer_token():
-    graph, result = await _post(
-        lambda r: httpx.Response(200, json={"recipient_id": "1", "message_id": "m_1"})
-    )
-    request = graph.requests[0]
-    assert request.method == "POST"
-    assert str(request.url) == URL
-    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert request.headers["Content-Type"] == "application/json"
-    assert graph.last_json == {"a": "ä"}
-    assert result.ok and result.external_id == "m_1"
-    assert result.raw == {"recipient_id": "1", "message_id": "m_1"}
-    assert result.error is None and result.retry_after is None
-
-
-async def test_post_message_accepts_a_2xx_without_json_as_sent_without_an_id():
-    _, result = await _post(lambda r: httpx.Response(200, text="OK"))
-    assert result.ok and result.external_id is None
-
-
-async def test_post_message_reports_graph_errors_with_the_retry_hint():
-    _, result = await _post(lambda r: httpx.Response(
-        400, headers={"Retry-After": "60"},
-        json={"error": {"message": "(#4) Application request limit reached", "code": 4,
-                        "type": "OAuthException", "fbtrace_id": "X"}},
-    ))
-    assert not result.ok
-    assert result.error == GraphError(4, "(#4) Application request limit reached", None, 400,
-                                      "X", "OAuthException")
-    assert result.retry_after == 60.0
-
-
-async def test_post_message_treats_an_error_object_in_a_200_as_an_error():
-    _, result = await _post(lambda r: httpx.Response(200, json={"error": {"code": 1}}))
-    assert not result.ok and result.error.code == 1
-
-
-async def test_post_message_reports_non_json_errors_by_status():
-    _, result = await _post(lambda r: httpx.Response(503, text="<html>down</html>"))
-    assert result == type(result)(
-        ok=False, error=GraphError(code=None, message="HTTP 503", http_status=503)
-    )
-
-
-@pytest.mark.parametrize(
-    ("exc", "message"),
-    [
-        (httpx.ReadTimeout("slow"), "timeout"),
-        (httpx.ConnectTimeout("slow"), "timeout"),
-        (httpx.ConnectError("refused"), "connection failed"),
-        (httpx.RemoteProtocolError("bad"), "connection failed"),
-    ],
-)
-async def test_post_message_never_raises_for_transport_failures(exc, message):
-    def respond(request):
-        raise exc
-
-    _, result = await _post(respond)
-    assert not result.ok
-    assert result.error == GraphError(code=None, message=message)
-
-
-async def test_post_message_keeps_the_token_and_body_out_of_every_message():
-    body = {"message": {"text": "secret words"}}
-    for respond in (
-        lambda r: httpx.Response(500, text=TOKEN),
-        lambda r: httpx.Response(400, json={"error": {"code": 100, "message": "bad"}}),
-    ):
-        _, result = await _post(respond, body)
-        assert TOKEN not in repr(result.error) and "secret words" not in repr(result.error)
-
-
-async def test_post_message_uses_the_given_timeout():
-    seen = {}
-
-    def respond(request):
-        seen.update(request.extensions["timeout"])
-        return httpx.Response(200, json={})
-
-    await _post(respond)
-    assert seen == {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}
 
 
 def test_timezone_aware_values_are_converted_to_utc():

@@ -1,68 +1,20 @@
-"""The broadcast send path's parts (appliance/outbox/bulk.py) against the Graph stand-in and a
-real workspace: GraphWire keeps post_message's contract (the exact request, Meta's answer,
-its errors and waits, a dead connection); the Recorder commits many outcomes together, one
-that fails rolls back alone, and sends recorded together write exactly what
-``outbox.store.mark_sent`` writes one by one."""
+"""The sender's group commit (appliance/outbox/recorder.py) on a real workspace: the Recorder
+commits many outcomes together, one that fails rolls back alone, and sends recorded together
+write exactly what ``outbox.store.mark_sent`` writes one by one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
-
-import pytest
 
 from appliance.inbox.store import advance_status
 from appliance.outbox import store as outbox
-from appliance.outbox.bulk import GraphWire, Recorder, _run_each
+from appliance.outbox.recorder import Recorder, _Item, _run_each
 from appliance.store.workspace import Workspace
 from appliance.timeutil import iso_now
 from tests.appliance.api_helpers import rows
 from tests.appliance.outbox_helpers import connect, hours_ago, make_conversation, queue
-from tests.standins.graph_api import GraphStandIn, Scripted
-
-PHONE = "109000000000777"
-BODY = {"messaging_product": "whatsapp", "to": "995555000111", "type": "template",
-        "template": {"name": "spring_sale", "language": {"code": "en_US"}},
-        "biz_opaque_callback_data": "aat:7"}
-
-
-def url(graph_api: GraphStandIn) -> str:
-    return f"{graph_api.base_url}/v23.0/{PHONE}/messages"
-
-
-async def test_graph_wire_sends_the_body_and_reads_meta_s_answers(graph_api: GraphStandIn) -> None:
-    wire = GraphWire(user_agent="aat-appliance/test", timeout=5.0, connections=4)
-    graph_api.fail_next(PHONE, GraphStandIn.graph_error(130429, headers={"Retry-After": "7"}),
-                        Scripted(status=200, body=b"accepted"))
-    try:
-        throttled = await wire.post_whatsapp(url(graph_api), "EAAG-token", BODY)
-        not_json = await wire.post_whatsapp(url(graph_api), "EAAG-token", BODY)
-        sent = await wire.post_whatsapp(url(graph_api), "EAAG-token", BODY)
-    finally:
-        await wire.aclose()
-    assert (throttled.ok, throttled.error.code, throttled.error.http_status, throttled.retry_after) == (
-        False, 130429, 400, 7.0)
-    assert (not_json.ok, not_json.external_id) == (True, None)
-    assert sent.ok and sent.external_id and sent.external_id.startswith("wamid.")
-    request = graph_api.sends_to(PHONE)[-1]
-    assert request.json == BODY
-    assert request.headers["authorization"] == "Bearer EAAG-token"
-    assert request.headers["content-type"] == "application/json"
-    assert request.headers["user-agent"] == "aat-appliance/test"
-
-
-async def test_graph_wire_reports_a_dead_endpoint_as_a_failed_connection() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens there once the socket is closed
-    wire = GraphWire(user_agent="aat-appliance/test", timeout=2.0, connections=1)
-    try:
-        result = await wire.post_whatsapp(f"http://127.0.0.1:{port}/v23.0/{PHONE}/messages", "t", BODY)
-    finally:
-        await wire.aclose()
-    assert (result.ok, result.error.code, result.error.message) == (False, None, "connection failed")
 
 
 def _note(db, text: str) -> int:  # noqa: ANN001 - a store function, as the gateway calls it
@@ -96,11 +48,6 @@ async def test_the_recorder_commits_together_and_a_failing_write_rolls_back_alon
         sorted(r["id"] for r in rows(workspace, "SELECT id FROM bulk_notes")))
 
 
-@pytest.fixture(autouse=True)
-def _phone_rate(graph_api: GraphStandIn) -> None:
-    graph_api.rate_limits[PHONE] = 1000
-
-
 _COMPARED = ("status", "messaging_type", "tag", "sent_at", "updated_at", "error_code")
 
 
@@ -127,7 +74,7 @@ def test_sends_recorded_together_write_what_mark_sent_writes_one_by_one(workspac
     for args, kwargs in calls[:3]:  # one by one
         workspace.gateway.write_sync(lambda db, a=args, k=kwargs: outbox.mark_sent(db, *a, **k))
     outcomes = workspace.gateway.write_sync(
-        _run_each, [(outbox.mark_sent, args, kwargs) for args, kwargs in calls[3:]])  # together
+        _run_each, [_Item(outbox.mark_sent, args, kwargs, sent=True) for args, kwargs in calls[3:]])  # together
     assert outcomes == [(True, None)] * 3
     for alone, together in zip(ids[:3], ids[3:], strict=True):
         assert _recorded(workspace, alone) == _recorded(workspace, together)
@@ -145,7 +92,7 @@ def test_a_send_that_cannot_be_recorded_together_fails_alone(workspace: Workspac
     now = iso_now()
     wamids = ["wamid.a", "wamid.a", "wamid.b"]  # the second clashes with the first (unique per channel)
     outcomes = workspace.gateway.write_sync(_run_each, [
-        (outbox.mark_sent, (claimed[m], m, [w], now), {}) for m, w in zip(ids, wamids, strict=True)])
+        _Item(outbox.mark_sent, (claimed[m], m, [w], now), {}, sent=True) for m, w in zip(ids, wamids, strict=True)])
     assert [ok for ok, _ in outcomes] == [True, False, True]
     assert "UNIQUE" in str(outcomes[1][1])
     recorded = rows(workspace, "SELECT status, external_id FROM messages ORDER BY id")

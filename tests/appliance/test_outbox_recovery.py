@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from appliance.connections.store import mark_needs_reauth
@@ -162,18 +161,17 @@ class Highest(random.Random):
 @contextlib.asynccontextmanager
 async def own_sender(settings: Settings, workspace: Workspace, clock: Clock) -> AsyncIterator[Sender]:
     """The real Sender, recovered and running on this test's loop."""
-    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-        sender = Sender(gateway=workspace.gateway, settings=settings, client=http, fields=workspace.fields,
-                        metrics=Metrics(), clock=clock, rng=Highest())
-        await sender.recover()
-        task = asyncio.create_task(sender.run())
-        try:
-            yield sender
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await sender.drain()
+    sender = Sender(gateway=workspace.gateway, settings=settings, user_agent="aat-test", fields=workspace.fields,
+                    metrics=Metrics(), clock=clock, rng=Highest())
+    await sender.recover()
+    task = asyncio.create_task(sender.run())
+    try:
+        yield sender
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sender.drain()
 
 
 async def _waiting_for_retry(workspace: Workspace, message_id: int) -> dict[str, Any]:
@@ -188,7 +186,7 @@ async def _waiting_for_retry(workspace: Workspace, message_id: int) -> dict[str,
 async def test_the_sender_stops_when_cancelled_just_as_it_is_woken(settings: Settings, workspace: Workspace) -> None:
     # asyncio.wait_for on Python 3.11 swallows a cancellation that arrives with the wake-up
     # (gh-86296): the run loop would go on, and the app's shutdown would wait for it forever.
-    sender = Sender(gateway=workspace.gateway, settings=settings, client=httpx.AsyncClient(),
+    sender = Sender(gateway=workspace.gateway, settings=settings, user_agent="aat-test",
                     fields=workspace.fields, metrics=Metrics())
     task = asyncio.create_task(sender.run())
     await asyncio.sleep(0.3)  # idle, waiting to be woken
@@ -202,7 +200,7 @@ async def test_recover_requeues_a_send_in_doubt_after_the_grace(settings: Settin
     message_id = _crashed_mid_send(workspace, "messenger")
     clock = Clock()
     sender = Sender(gateway=workspace.gateway, settings=tuned(settings, send_in_doubt_grace_seconds=20),
-                    client=httpx.AsyncClient(), fields=workspace.fields, metrics=Metrics(), clock=clock)
+                    user_agent="aat-test", fields=workspace.fields, metrics=Metrics(), clock=clock)
     assert await sender.recover() == 1
     row = outbox_row(workspace, message_id)
     assert (row["state"], row["next_attempt_at"]) == ("queued", to_iso(clock.now + timedelta(seconds=20)))  # type: ignore[index]

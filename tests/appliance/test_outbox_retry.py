@@ -7,8 +7,8 @@ import random
 import httpx
 import pytest
 
-from appliance.channels.graph import post_message
 from appliance.channels.outbound import GraphError
+from appliance.channels.wire import GraphWire
 from appliance.outbox.retry import (
     MAX_BACKOFF_SECONDS,
     MAX_WAIT_SECONDS,
@@ -16,6 +16,7 @@ from appliance.outbox.retry import (
     backoff_seconds,
     classify,
 )
+from tests.appliance.channel_helpers import MockGraph
 
 # docs/spec/meta-platform.md §7 and the issue: retried with backoff.
 TRANSIENT = [1, 2, 4, 17, 32, 613, 1200, 80001, 80002, 80003, 80004, 80005, 80006, 80007,
@@ -95,12 +96,14 @@ WIRE = [
 
 @pytest.mark.parametrize(("status", "body", "content_type", "verdict"), WIRE)
 async def test_responses_off_the_wire(status: int, body: bytes, content_type: str, verdict: str) -> None:
-    transport = httpx.MockTransport(
-        lambda request: httpx.Response(status, content=body, headers={"Content-Type": content_type})
-    )
-    async with httpx.AsyncClient(transport=transport) as client:
-        result = await post_message(client, "https://graph.test/v25.0/1/messages", "token", {},
-                                    lambda data: None)
+    graph = MockGraph(lambda request: httpx.Response(status, content=body, headers={"Content-Type": content_type}))
+    graph.start()
+    wire = GraphWire(user_agent="aat-appliance/test", timeout=5.0, connections=1)
+    try:
+        result = await wire.post(graph.settings().graph_url("1/messages"), "token", {}, lambda data: None)
+    finally:
+        await wire.aclose()
+        graph.stop()
     assert result.ok is False
     assert classify(result.error) == verdict  # type: ignore[arg-type]
 
