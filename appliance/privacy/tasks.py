@@ -6,7 +6,6 @@ from typing import Any
 
 from huey import SqliteHuey, crontab
 
-from appliance.privacy import retention
 from appliance.runtime import Runtime
 from appliance.timeutil import utcnow
 
@@ -18,4 +17,6 @@ def register(huey: SqliteHuey, runtime: Runtime) -> None:
     # request due after its grace period completes within a quarter of an hour.
     @huey.periodic_task(crontab(minute="*/15"), name="privacy.retention")
     def retention_task() -> dict[str, Any]:
+        from appliance.privacy import retention  # by the first run, not at every restart (~6 ms)
+
         return retention.run(runtime.db, runtime.settings, utcnow())

@@ -15,7 +15,9 @@ import textwrap
 NOT_AT_START = ("aiohttp", "httpx_aiohttp", "rich", "pygments", "segno", "jwt", "httpx_auth", "cryptography.x509",
                 "jinja2", "argon2", "anthropic", "openai", "pypdf",
                 # httpcore (and h11): only the SSRF-vetting client of integrations uses them (vetting.py)
-                "httpcore", "h11", "appliance.integrations.vetting")
+                "httpcore", "h11", "appliance.integrations.vetting",
+                # the first retention run and the first knowledge upload import these
+                "appliance.privacy.retention", "appliance.ai.knowledge.service")
 
 
 def _run(code: str) -> dict:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, delete, get, post, put
 from litestar.params import QueryParameter
 
-from appliance.ai.knowledge import service, store
+from appliance.ai.knowledge import store
 from appliance.ai.knowledge.upload import BODY_LIMIT, parse_document
 from appliance.errors import Detail, Unprocessable
 from appliance.team.auth import requires
@@ -44,6 +44,8 @@ class KnowledgeController(Controller):
     @post("/", status_code=201, guards=[requires("admin")], request_max_body_size=BODY_LIMIT)
     async def add_document(self, request: Request[Any, Any, Any], runtime: RuntimeDep) -> dict[str, Any]:
         """Add a document: JSON ``{title, text}`` or a multipart upload (``file``, ``title``)."""
+        from appliance.ai.knowledge import service  # with the first upload, not at start
+
         row = await service.create(runtime, await _document(request))
         return store.public_document(row)
 
@@ -73,6 +75,8 @@ class KnowledgeController(Controller):
         self, document_id: DocumentId, request: Request[Any, Any, Any], runtime: RuntimeDep
     ) -> dict[str, Any]:
         """Replace a document's title and content (same bodies as POST); it is re-indexed."""
+        from appliance.ai.knowledge import service  # with the first upload, not at start
+
         row = await service.replace(runtime, document_id, await _document(request))
         return store.public_document(row)
 
