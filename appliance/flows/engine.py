@@ -160,10 +160,17 @@ class _Machine:
         self.ctx = ctx
         self.effects: list[Effect] = []
         self.executed = 0
-        self.rng = random.Random(ctx.seed)
+        self._rng: random.Random | None = None  # built on first use: only randomizer steps draw
         self.contact = state.contact or ContactView(id=0, channel="messenger")
 
     # --- plumbing ---------------------------------------------------------------------------
+    @property
+    def rng(self) -> random.Random:
+        """The step's randomizer source, seeded with ``ctx.seed`` (the same draws as ever)."""
+        if self._rng is None:
+            self._rng = random.Random(self.ctx.seed)
+        return self._rng
+
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
 

@@ -177,7 +177,8 @@ class _Session:
         self.db = db
         self.now = now
         self.snapshot = snapshot
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self._rng: random.Random | None = None  # built by the first ctx(): a message that feeds no run needs none
         self.workspace_name = snapshot.workspace_name
         self.timezone = snapshot.timezone
         self.executors = executors
@@ -194,7 +195,10 @@ class _Session:
         return {"contact_id": self.party[1], "channel_id": self.party[2]}
 
     def ctx(self) -> Context:
-        return Context(now=from_iso(self.now), seed=self.rng.randrange(2**31),
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+            self._now = from_iso(self.now)
+        return Context(now=self._now, seed=self._rng.randrange(2**31),
                        workspace_name=self.workspace_name, default_timezone=self.timezone)
 
     def drive(self, state: RunState, event: EngineEvent, conversation_id: int) -> RunState:

@@ -10,6 +10,7 @@ below apply to whatever is not set.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 
@@ -43,11 +44,18 @@ def command(config: dict[str, Any], text: str | None) -> Literal["stop", "start"
     if not text or len(text) > 40:
         return None
     folded = fold(text).strip(" .!")
-    if folded in {fold(w) for w in config["stop"]}:
+    if folded in _folded(tuple(config["stop"])):
         return "stop"
-    if folded in {fold(w) for w in config["start"]}:
+    if folded in _folded(tuple(config["start"])):
         return "start"
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _folded(words: tuple[str, ...]) -> frozenset[str]:
+    """The folded forms of a word list, computed once per list (keyed by its content, so a
+    settings change is a new key): not again for every inbound message."""
+    return frozenset(fold(w) for w in words)
 
 
 def apply(db: Database, contact_id: int, conversation_id: int, which: str, now: str) -> None:
