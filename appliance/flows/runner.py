@@ -58,7 +58,7 @@ from appliance.outbox import store as outbox
 from appliance.store.rows import one, scalar
 from appliance.timeutil import from_iso, to_iso
 
-__all__ = ["Followups", "InboundFacts", "Snapshot", "on_inbound", "fire_timer", "on_call_result", "MAX_GOTO"]
+__all__ = ["Followups", "InboundFacts", "Snapshot", "created_contact_view", "on_inbound", "fire_timer", "on_call_result", "MAX_GOTO"]
 
 MAX_GOTO = 5
 MAX_ROUNDS = 10  # engine steps per drive (each runs at most MAX_STEPS_PER_EVENT steps)
@@ -98,6 +98,17 @@ class InboundFacts:
     conversation_announced: bool = False
     # the contact was created in this transaction: it has no flow run yet (no lookup)
     contact_created: bool = False
+    # that created contact as the engine sees it (:func:`created_contact_view`): not read back
+    contact_view: ContactView | None = None
+
+
+def created_contact_view(contact_id: int, channel: str, name: str | None) -> ContactView:
+    """What ``store.contact_view`` reads for a contact that ``contacts.upsert_contact``
+    created in this transaction, from the ``name`` it stored and the schema's defaults (no
+    fields, no tags, subscribed, no timezone; the conversation created with it is not
+    paused), without a statement. tests/appliance/test_flows_created_view.py compares the two."""
+    first, last = contacts.split_name(name)
+    return ContactView(id=contact_id, channel=channel, name=name, first_name=first, last_name=last)
 
 
 def _button_buttons(buttons: tuple[OutButton, ...]) -> list[dict[str, Any]]:
@@ -344,8 +355,12 @@ def on_inbound(
         session.party = (facts.conversation_id, facts.contact_id, facts.channel_id)
     if facts.conversation_announced:
         session.announced.add(facts.conversation_id)
-    view, row = store.contact_view(db, facts.contact_id)
-    if row["bot_paused"]:
+    if facts.contact_view is not None:  # created in this transaction, with its conversation
+        view, paused = facts.contact_view, False
+    else:
+        view, row = store.contact_view(db, facts.contact_id)
+        paused = bool(row["bot_paused"])
+    if paused:
         return session.followups
     subscription = subscriptions.command(snapshot.subscription_words, facts.text)
     if subscription is not None and facts.kind in ("text", "quick_reply"):

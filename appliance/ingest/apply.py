@@ -143,6 +143,7 @@ def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: Appl
         text=ev.text, payload=payload, new_contact=bool(first_words) and ev.kind != "comment",
         occurred_at=occurred, channel_id=ch["id"], conversation_announced=True,  # by record_inbound
         contact_created=created,
+        contact_view=runner.created_contact_view(contact_id, ch["type"], ev.contact.name) if created else None,
     )
     s.followups.merge(runner.on_inbound(db, facts, now, seed=random.randrange(2**31), executors=s.executors,
                                         snapshot=s.snapshot))
