@@ -233,12 +233,20 @@ def contact_view(db: Database, contact_id: int) -> tuple[ContactView, dict[str, 
     return view, row
 
 
+_STEP_ROWS = 64  # rows per INSERT (448 parameters)
+
+
 def record_steps(db: Database, state: RunState, records: list[tuple[str, str, str | None]], now: str) -> None:
-    if records:
-        db.conn.executemany(
-            "INSERT INTO flow_step_events (run_id, flow_id, version, step, event, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(state.run_id, state.flow_id, state.version, s, e, d, now) for s, e, d in records],
-        )
+    """The step log of one engine step, in order, as one multi-row INSERT (cheaper than a
+    statement per row; the same rows and ids)."""
+    for start in range(0, len(records), _STEP_ROWS):
+        chunk = records[start:start + _STEP_ROWS]
+        values: list[Any] = []
+        for s, e, d in chunk:
+            values += (state.run_id, state.flow_id, state.version, s, e, d, now)
+        db.conn.execute(
+            "INSERT INTO flow_step_events (run_id, flow_id, version, step, event, detail, at) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)), values)
 
 
 def add_timer(db: Database, token: str, run_id: int, kind: str, due_at: str) -> None:
