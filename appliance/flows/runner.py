@@ -199,6 +199,25 @@ class _Session:
         self.party: tuple[int, int, int] | None = None
         # conversations with a ``conversation.updated`` event in this transaction already
         self.announced: set[int] = set()
+        # runs reserved (``store.reserve_run``) whose row is not written yet: id -> (contact, trigger)
+        self.reserved: dict[int, tuple[int, str]] = {}
+
+    def new_run(self, *, flow_id: int, version: int, contact: ContactView, trigger: str,
+                no_active_run: bool = False) -> RunState:
+        """A new active run (``store.create_run``), its row written by the first :meth:`drive`
+        step, as that step leaves it."""
+        state = store.reserve_run(self.db, contact_id=contact.id, now=self.now, contact=contact,
+                                  flow_id=flow_id, version=version, no_active_run=no_active_run)
+        self.reserved[state.run_id] = (contact.id, trigger)
+        return state
+
+    def _write_reserved(self, state: RunState) -> bool:
+        """Write the row of a reserved run as ``state``; False when its row exists already."""
+        reserved = self.reserved.pop(state.run_id, None)
+        if reserved is None:
+            return False
+        store.insert_run(self.db, state, contact_id=reserved[0], trigger=reserved[1], now=self.now)
+        return True
 
     def _party(self, conversation_id: int) -> dict[str, int]:
         if self.party is None or self.party[0] != conversation_id:
@@ -217,7 +236,8 @@ class _Session:
         flow = self.snapshot.version(state.flow_id, state.version)
         if flow is None:
             state = state.evolve(status="error", waiting=None)
-            store.save_run(self.db, state, self.now)
+            if not self._write_reserved(state):
+                store.save_run(self.db, state, self.now)
             return state
         stored = state.status  # every caller hands over a state whose row holds this status
         pending: list[EngineEvent] = [event]
@@ -230,6 +250,8 @@ class _Session:
                 store.save_run(self.db, state, self.now)
                 return state
             state, effects = engine.step(flow, state, pending.pop(0), self.ctx())
+            # A run created in this transaction: its row now, before anything refers to it.
+            written = self._write_reserved(state)
             records: list[tuple[str, str, str | None]] = []
             goto: str | None = None
             for effect in effects:
@@ -245,7 +267,7 @@ class _Session:
                 else:
                     self.perform(effect, state, conversation_id)
             store.record_steps(self.db, state, records, self.now)
-            store.save_run(self.db, state, self.now, stored_status=stored)
+            store.save_run(self.db, state, self.now, stored_status=stored, written=written)
             stored = state.status
             if goto is not None:
                 return self.goto(goto, state, conversation_id)
@@ -257,8 +279,7 @@ class _Session:
             return previous
         self.gotos += 1
         contact = previous.contact or store.contact_view(self.db, _contact_of(self.db, previous.run_id))[0]
-        state = store.create_run(self.db, flow_id=target[0], version=target[1], contact_id=contact.id,
-                                 trigger="goto_flow", now=self.now, contact=contact)
+        state = self.new_run(flow_id=target[0], version=target[1], contact=contact, trigger="goto_flow")
         return self.drive(state, StartRun("goto_flow"), conversation_id)
 
     def perform(self, effect: Any, state: RunState, conversation_id: int) -> None:  # noqa: PLR0912
@@ -392,8 +413,8 @@ def on_inbound(
     )
     if match is None:
         return session.followups
-    state = store.create_run(db, flow_id=match.flow_id, version=match.version, contact_id=facts.contact_id,
-                             trigger=match.trigger, now=now, contact=view, no_active_run=active is None)
+    state = session.new_run(flow_id=match.flow_id, version=match.version, contact=view, trigger=match.trigger,
+                            no_active_run=active is None)
     comment_id = facts.payload.get("comment_id") if facts.kind == "comment" else None
     if comment_id:
         trigger = snapshot.version(match.flow_id, match.version).triggers[match.trigger_index]  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from appliance.store.rows import many, one, scalar
 __all__ = [
     "create_flow", "update_flow", "delete_flow", "get_flow", "list_flows", "publish",
     "load_version", "published_candidates", "find_published", "active_run", "get_run",
-    "create_run", "save_run", "contact_view", "record_steps", "add_timer", "due_timers",
+    "create_run", "reserve_run", "insert_run", "save_run", "contact_view", "record_steps", "add_timer", "due_timers",
     "take_timer", "stats", "run_counts",
 ]
 
@@ -190,10 +190,49 @@ def create_run(
     return RunState(run_id=int(cursor.lastrowid), flow_id=flow_id, version=version, step=None, contact=contact)
 
 
-def save_run(db: Database, state: RunState, now: str, *, stored_status: str | None = None) -> None:
+def reserve_run(
+    db: Database, *, contact_id: int, now: str, contact: ContactView, flow_id: int, version: int,
+    no_active_run: bool = False,
+) -> RunState:
+    """:func:`create_run` without the INSERT: any other active run of the contact ends as
+    ``interrupted`` now, and the new run gets the id its row will have; the caller writes the
+    row with :func:`insert_run` (as it stands after the run's first engine step: one INSERT
+    instead of an INSERT and an UPDATE) before any other run is created or any row refers to
+    it, in the same transaction. The id is the one SQLite's AUTOINCREMENT would choose (one
+    more than the largest ever used or present)."""
+    if not no_active_run:
+        db.execute(
+            "UPDATE flow_runs SET status = 'interrupted', waiting = NULL, ended_at = ?, updated_at = ? "
+            "WHERE contact_id = ? AND status = 'active'",
+            [now, now, contact_id],
+        )
+    next_id = scalar(db, "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'flow_runs'), 0), "
+                         "COALESCE((SELECT max(id) FROM flow_runs), 0)) + 1")
+    return RunState(run_id=int(next_id), flow_id=flow_id, version=version, step=None, contact=contact)
+
+
+def insert_run(db: Database, state: RunState, *, contact_id: int, trigger: str, now: str) -> None:
+    """Write a run reserved by :func:`reserve_run` as ``state`` (what :func:`create_run` then
+    :func:`save_run` would leave; the ``flow.completed`` event is :func:`save_run`'s, with
+    ``written=True``)."""
+    db.execute(
+        """INSERT INTO flow_runs (id, flow_id, version, contact_id, status, trigger, step, waiting, retries,
+               turns, timer, origin_comment, started_at, updated_at, ended_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [state.run_id, state.flow_id, state.version, contact_id, state.status, trigger, state.step,
+         state.waiting, state.retries, state.turns, state.timer, state.origin_comment, now, now,
+         now if state.status != "active" else None],
+    )
+
+
+def save_run(
+    db: Database, state: RunState, now: str, *, stored_status: str | None = None, written: bool = False,
+) -> None:
     """Persist the run; its completion is a ``flow.completed`` event. ``stored_status``: the
     status the row holds now, when the caller knows it (this transaction wrote or read it and
-    ``state.contact`` is set); otherwise it is read."""
+    ``state.contact`` is set); otherwise it is read. ``written``: :func:`insert_run` has just
+    written the row as ``state`` (``stored_status``: the status it was reserved with): only
+    the event."""
     ended = now if state.status != "active" else None
     if state.status == "completed":
         if stored_status is not None and state.contact is not None:
@@ -203,6 +242,8 @@ def save_run(db: Database, state: RunState, now: str, *, stored_status: str | No
         if previous is not None and previous["status"] == "active":
             events.emit(db, "flow.completed", flow_id=state.flow_id, run_id=state.run_id,
                         contact_id=previous["contact_id"], now=now)
+    if written:
+        return
     db.execute(
         """UPDATE flow_runs SET status = ?, step = ?, waiting = ?, retries = ?, turns = ?, timer = ?,
                origin_comment = ?, updated_at = ?, ended_at = COALESCE(ended_at, ?)
