@@ -18,6 +18,7 @@ from appliance.store.rows import many, one, scalar
 
 __all__ = [
     "ensure_conversation",
+    "open_conversation_for",
     "insert_message",
     "record_inbound",
     "advance_status",
@@ -52,6 +53,23 @@ def ensure_conversation(
     return int(cursor.lastrowid)
 
 
+def open_conversation_for(
+    db: Database, contact_id: int, channel_id: int, now: str, *, occurred_at: str, counts_unread: bool
+) -> int:
+    """The conversation of a contact created in this transaction, created as
+    :func:`record_inbound` will leave it once it stores the contact's first message
+    (``occurred_at``; unread when ``counts_unread``): pass ``fresh=True`` there, and it skips
+    its UPDATE (one statement and the counts triggers' work fewer per new contact). Should that
+    message be a duplicate, :func:`record_inbound` puts the conversation back as
+    :func:`ensure_conversation` would have created it."""
+    cursor = db.execute(
+        """INSERT INTO conversations (contact_id, channel_id, unread_count, last_message_at, created_at, updated_at)
+           VALUES (?, ?, ?, MAX('', ?), ?, ?)""",
+        [contact_id, channel_id, int(counts_unread), occurred_at, now, now],
+    )
+    return int(cursor.lastrowid)
+
+
 def insert_message(db: Database, values: dict[str, Any]) -> int | None:
     """Insert one message row; ``None`` when its ``(channel_id, external_id)`` already exists."""
     row = dict(values)
@@ -69,20 +87,28 @@ def insert_message(db: Database, values: dict[str, Any]) -> int | None:
 
 
 def record_inbound(
-    db: Database, conversation_id: int, values: dict[str, Any], *, counts_unread: bool, now: str
+    db: Database, conversation_id: int, values: dict[str, Any], *, counts_unread: bool, now: str,
+    fresh: bool = False,
 ) -> int | None:
     """Store a message from the contact (or an echo) and bump the conversation.
 
     A new message from the contact reopens a closed conversation and counts as unread.
-    Returns the message id, or ``None`` for a duplicate.
+    Returns the message id, or ``None`` for a duplicate. ``fresh``: the conversation was
+    created by :func:`open_conversation_for` for this message (same ``occurred_at`` and
+    ``counts_unread``) in this transaction.
     """
     message_id = insert_message(db, {**values, "conversation_id": conversation_id})
     if message_id is None:
+        if fresh:  # back to what ensure_conversation creates
+            db.execute("UPDATE conversations SET unread_count = 0, last_message_at = NULL WHERE id = ?",
+                       [conversation_id])
         return None
     events.emit(db, "message.created", message_id=message_id, conversation_id=conversation_id,
                 contact_id=values.get("contact_id"), now=now)
     events.emit(db, "conversation.updated", conversation_id=conversation_id, now=now)
     occurred = values["occurred_at"]
+    if fresh:
+        return message_id
     if counts_unread:
         db.execute(
             """UPDATE conversations SET status = 'open', unread_count = unread_count + 1,

@@ -100,8 +100,17 @@ def _contact_and_conversation(
 
 def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: ApplySummary, now: str) -> None:
     occurred = to_iso(ev.occurred_at)
-    contact_id, conversation_id, created = _contact_and_conversation(
-        db, ch["id"], ev.contact, s.journal_id, now, inbound_at=occurred if ev.opens_window else None)
+    counts_unread = ev.kind != "reaction"
+    # _contact_and_conversation, but a new contact's conversation is created as this message
+    # leaves it (inbox.open_conversation_for): no UPDATE of it right after.
+    contact_id, created = contacts.upsert_contact(db, ch["id"], ev.contact, now,
+                                                  inbound_at=occurred if ev.opens_window else None)
+    if created:
+        conversation_id = inbox.open_conversation_for(db, contact_id, ch["id"], now, occurred_at=occurred,
+                                                      counts_unread=counts_unread)
+    else:
+        conversation_id = inbox.ensure_conversation(db, contact_id, ch["id"], now)
+    journal.link_contact(db, s.journal_id, contact_id)
     if ev.opens_window and not created:
         contacts.touch_inbound(db, contact_id, occurred)
     payload = dict(ev.payload)
@@ -125,8 +134,9 @@ def _apply_inbound(db: Database, ch: dict[str, Any], ev: InboundMessage, s: Appl
             "occurred_at": occurred,
             "created_at": now,
         },
-        counts_unread=ev.kind != "reaction",
+        counts_unread=counts_unread,
         now=now,
+        fresh=created,
     )
     if message_id is None:
         s.duplicates += 1
