@@ -70,13 +70,19 @@ def open_conversation_for(
     return int(cursor.lastrowid)
 
 
+# json.dumps(..., ensure_ascii=False[, sort_keys=True]) builds an encoder per call; these are the
+# same encoders, built once (every inbound message and every reply is encoded here).
+_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+_ATTACHMENTS_JSON = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def insert_message(db: Database, values: dict[str, Any]) -> int | None:
     """Insert one message row; ``None`` when its ``(channel_id, external_id)`` already exists."""
     row = dict(values)
     row.setdefault("payload", {})
     row.setdefault("attachments", [])
-    row["payload"] = json.dumps(row["payload"], ensure_ascii=False, sort_keys=True)
-    row["attachments"] = json.dumps(row["attachments"], ensure_ascii=False)
+    row["payload"] = _PAYLOAD_JSON(row["payload"])
+    row["attachments"] = _ATTACHMENTS_JSON(row["attachments"])
     row.setdefault("updated_at", row["created_at"])
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
