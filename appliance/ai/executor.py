@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
@@ -33,12 +33,14 @@ from appliance.ai import limits
 from appliance.ai import store as ai_store
 from appliance.ai.guard import leaks_instructions
 from appliance.ai.knowledge import store as knowledge
-from appliance.ai.prompt import ParsedReply, Turn, build_prompt, conversation_turns, parse_reply
 from appliance.ai.providers import REASONS, ProviderError, Providers
 from appliance.flows.effects import CallOut, CallResult
 from appliance.store.keys import KeyMaterialError
 from appliance.store.rows import many, one
 from appliance.timeutil import iso_now, to_iso, utcnow
+
+if TYPE_CHECKING:  # the prompt module is imported by the first ai_reply step, not at start
+    from appliance.ai.prompt import Turn
 
 __all__ = ["AiReplyExecutor", "HISTORY_MESSAGES", "HISTORY_HOURS", "NO_TEXT_TURN", "WITHHELD_NOTE"]
 
@@ -132,6 +134,8 @@ class AiReplyExecutor:
             api_key = runtime.fields.decrypt(ctx.key_enc, ai_store.key_context(ctx.provider))
         except KeyMaterialError:
             return await self._fail(runtime, call, ctx, "not_configured", run_id)
+
+        from appliance.ai.prompt import ParsedReply, Turn, build_prompt, conversation_turns, parse_reply  # noqa: PLC0415
 
         turns = conversation_turns(ctx.messages) or [Turn("user", NO_TEXT_TURN)]
         passages: list[dict[str, Any]] = []

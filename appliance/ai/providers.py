@@ -29,10 +29,12 @@ import importlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from appliance.ai.prompt import Prompt
 from appliance.settings import Settings
+
+if TYPE_CHECKING:  # prompts are built by the first ai_reply step (executor), not at start
+    from appliance.ai.prompt import Prompt
 
 __all__ = ["Completion", "ProviderError", "Providers", "MAX_OUTPUT_TOKENS", "REASONS", "warm_up"]
 

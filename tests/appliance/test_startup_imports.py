@@ -17,7 +17,9 @@ NOT_AT_START = ("aiohttp", "httpx_aiohttp", "rich", "pygments", "segno", "jwt", 
                 # httpcore (and h11): only the SSRF-vetting client of integrations uses them (vetting.py)
                 "httpcore", "h11", "appliance.integrations.vetting",
                 # the first retention run and the first knowledge upload import these
-                "appliance.privacy.retention", "appliance.ai.knowledge.service")
+                "appliance.privacy.retention", "appliance.ai.knowledge.service",
+                # the first ai_reply step builds a prompt; the first upload extracts and chunks
+                "appliance.ai.prompt", "appliance.ai.knowledge.extract", "appliance.ai.knowledge.chunking")
 
 
 def _run(code: str) -> dict:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from appliance.ai.knowledge.extract import Extracted, extract, from_markdown, unreadable
 from appliance.errors import BadRequest, Detail, PayloadTooLarge, Unprocessable
+
+if TYPE_CHECKING:  # extract (and chunking) are imported by the first upload, not at start
+    from appliance.ai.knowledge.extract import Extracted
 
 __all__ = ["DocumentInput", "TextDocument", "parse_document", "MAX_FILE_BYTES", "MAX_TEXT_CHARS", "BODY_LIMIT"]
 
@@ -60,6 +62,7 @@ class DocumentInput:
 
     def extracted(self) -> Extracted:
         """The text and blocks; CPU-bound for PDFs: call it in a worker thread."""
+        from appliance.ai.knowledge.extract import extract, from_markdown, unreadable  # noqa: PLC0415
         # Typed text is read as Markdown: plain text reads the same, and "# Heading" lines start
         # passages of their own.
         result = from_markdown(self.text or "") if self.raw is None else extract(self.raw, self.source)
