@@ -33,7 +33,6 @@ from appliance.channels.events import (
     TemplateStatus,
 )
 from appliance.connections.store import channel_for_asset
-from appliance.events.store import batched as batched_events
 from appliance.flows import runner
 from appliance.flows.runner import Followups, InboundFacts, Snapshot
 from appliance.contacts import store as contacts
@@ -281,7 +280,7 @@ def apply_delivery(
     summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
     for index, event in enumerate(parsed.events):
         try:
-            with db.atomic(), batched_events(db):  # the event's events in one statement
+            with db.atomic():
                 _apply_event(db, event, summary, now)
         except Exception as exc:  # noqa: BLE001 - one bad event must not lose the others
             summary.problems.append(f"event {index} ({event.channel}): could not be stored ({type(exc).__name__})")
