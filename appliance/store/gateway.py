@@ -9,7 +9,9 @@ Store functions are small synchronous functions taking a ``sqlite_utils.Database
   job waiting in its queue into one ``BEGIN IMMEDIATE`` transaction, gives each job its own
   savepoint (a failing job rolls back alone and gets its exception), and commits once: group
   commit, so many small writes share one fsync. A job's future resolves only after COMMIT,
-  so "the write returned" means "the write is durable".
+  so "the write returned" means "the write is durable". The awaiting coroutines of one batch
+  are resumed by one callback per event loop (one wake-up of the loop, not one per job); a
+  job whose caller was cancelled before the writer took it is not run.
 - ``read_sync`` / ``write_sync`` do the same from other threads (queue workers, CLI).
 - ``await gateway.write_background(fn, *args)`` is for work that may wait (replaying the
   webhook journal): a batch takes a background job only when no foreground job is waiting, or
@@ -60,12 +62,64 @@ def wrap_database(conn: Any) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
+class _LoopOutcome:
+    """A job's outcome for a coroutine awaiting it on ``loop``. The writer thread records the
+    outcome (the same calls it makes on a ``concurrent.futures.Future``); :func:`_settle`
+    hands a batch's outcomes to their loops, one callback per loop."""
+
+    __slots__ = ("loop", "future", "ok", "value")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.ok: bool | None = None
+        self.value: Any = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.future.cancelled()  # a caller cancelled before the writer took it
+
+    def set_result(self, value: Any) -> None:
+        self.ok, self.value = True, value
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.ok, self.value = False, exc
+
+    def done(self) -> bool:
+        return self.ok is not None
+
+
+def _resolve(outcomes: list[_LoopOutcome]) -> None:
+    """On the loop: every outcome to its future (a caller cancelled meanwhile drops it)."""
+    for outcome in outcomes:
+        future = outcome.future
+        if future.cancelled():
+            continue
+        if outcome.ok:
+            future.set_result(outcome.value)
+        else:
+            future.set_exception(outcome.value)
+
+
+def _settle(batch: list[_Job]) -> None:
+    """Hand the batch's recorded loop outcomes to their loops (on the writer thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_LoopOutcome]] = {}
+    for job in batch:
+        outcome = job.future
+        if isinstance(outcome, _LoopOutcome) and outcome.ok is not None:
+            by_loop.setdefault(outcome.loop, []).append(outcome)
+    for loop, outcomes in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, outcomes)
+        except RuntimeError:  # that loop has closed: nobody is waiting any more
+            pass
+
+
 @dataclass(slots=True)
 class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | _LoopOutcome = field(default_factory=Future)
     queued_at: float = 0.0
 
 
@@ -128,20 +182,23 @@ class Gateway:
     # --- writes -----------------------------------------------------------------------------
     def submit_write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         self._check_open()
-        job = _Job(fn, args, kwargs)
-        self._jobs.put(job)
-        return job.future
+        future: Future[T] = Future()
+        self._jobs.put(_Job(fn, args, kwargs, future))
+        return future
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.wrap_future(self.submit_write(fn, *args, **kwargs))
+        self._check_open()
+        outcome = _LoopOutcome(asyncio.get_running_loop())
+        self._jobs.put(_Job(fn, args, kwargs, outcome))
+        return await outcome.future  # type: ignore[no-any-return]
 
     async def write_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A write that yields to foreground writes (see the module docstring)."""
         self._check_open()
-        job = _Job(fn, args, kwargs, queued_at=time.monotonic())
-        self._background.append(job)
+        outcome = _LoopOutcome(asyncio.get_running_loop())
+        self._background.append(_Job(fn, args, kwargs, outcome, queued_at=time.monotonic()))
         self._jobs.put(_WAKE)
-        return await asyncio.wrap_future(job.future)
+        return await outcome.future  # type: ignore[no-any-return]
 
     def write_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self.submit_write(fn, *args, **kwargs).result()
@@ -185,6 +242,20 @@ class Gateway:
             self._run_batch([self._background.popleft()])
 
     def _run_batch(self, batch: list[_Job]) -> None:
+        try:
+            committed = self._run_jobs(batch)
+        finally:
+            _settle(batch)
+        if committed:
+            for callback in self.on_commit:
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - a listener must never stop the writer
+                    log.exception("commit listener failed")
+
+    def _run_jobs(self, batch: list[_Job]) -> bool:
+        """The batch in one transaction; True once it committed (the outcomes are recorded
+        either way)."""
         db = self._writer_db
         conn = db.conn
         outcomes: list[tuple[bool, Any]] = []
@@ -192,11 +263,11 @@ class Gateway:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._fail_all(batch, exc)
-            return
+            return False
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not batch:
             conn.execute("ROLLBACK")
-            return
+            return False
         # A lone job needs no savepoint: its failure rolls back the whole transaction, which
         # holds nothing else (two statements fewer per lone write).
         alone = len(batch) == 1
@@ -211,12 +282,12 @@ class Gateway:
                     # The error ended the whole transaction (disk full, I/O error): the jobs
                     # before it are gone too, so every job in the batch fails.
                     self._fail_all(batch, exc)
-                    return
+                    return False
                 error = self._unavailable(exc) if _disk_full(exc) else exc
                 if alone:
                     conn.execute("ROLLBACK")
                     job.future.set_exception(error)
-                    return
+                    return False
                 conn.execute(f"ROLLBACK TO {savepoint}")
                 conn.execute(f"RELEASE {savepoint}")
                 outcomes.append((False, error))
@@ -230,17 +301,13 @@ class Gateway:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._fail_all(batch, exc)
-            return
+            return False
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if ok:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
-        for callback in self.on_commit:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - a listener must never stop the writer
-                log.exception("commit listener failed")
+        return True
 
     def _fail_all(self, batch: list[_Job], exc: BaseException) -> None:
         conn = self._writer_db.conn

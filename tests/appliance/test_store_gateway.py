@@ -48,6 +48,40 @@ async def test_concurrent_writes_share_commits_and_all_land(gateway: Gateway) ->
     assert await gateway.read(count) == 200
 
 
+async def test_one_batch_answers_callers_on_several_loops_and_threads(gateway: Gateway) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold(db: sqlite_utils.Database) -> None:
+        started.set()
+        release.wait(5)
+
+    blocker = asyncio.ensure_future(gateway.write(hold))
+    await asyncio.to_thread(started.wait, 5)
+    # While the writer is held, callers on this loop, on another thread's loop and a plain
+    # thread queue up: the next batch holds them all, and each gets its own answer.
+    other: list[int] = []
+
+    def other_loop() -> None:
+        async def writes() -> list[int]:
+            return list(await asyncio.gather(*(gateway.write(insert, f"other {i}") for i in range(20))))
+
+        other.extend(asyncio.run(writes()))
+
+    thread = threading.Thread(target=other_loop)
+    thread.start()
+    mine = [asyncio.ensure_future(gateway.write(insert, f"mine {i}")) for i in range(20)]
+    plain = gateway.submit_write(insert, "plain")
+    await asyncio.sleep(0.2)
+    release.set()
+    await blocker
+    ids = await asyncio.gather(*mine)
+    await asyncio.to_thread(thread.join, 5)
+    labels = await gateway.read(lambda db: dict(db.execute("SELECT id, label FROM items").fetchall()))
+    assert [labels[i] for i in ids] == [f"mine {i}" for i in range(20)]
+    assert [labels[i] for i in other] == [f"other {i}" for i in range(20)]
+    assert labels[plain.result(5)] == "plain"
+
+
 async def test_a_failing_job_rolls_back_alone(gateway: Gateway) -> None:
     def insert_then_fail(db: sqlite_utils.Database) -> None:
         insert(db, "half")
