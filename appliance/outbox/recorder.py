@@ -10,6 +10,13 @@ sends (:func:`appliance.outbox.store.mark_sent` of a single-request message) are
 together first, by :func:`appliance.outbox.store.mark_sent_many`, with exactly the rows and
 events ``mark_sent`` writes one by one; only if that fails are they run one by one.
 
+With a :class:`NextClaims` (the sender), the same transaction then claims what became due in
+the conversations of the batch's recorded sends (``outbox.claim_due``: the next message of a
+flow that sends several, a reply queued while the one before it was in flight), up to the
+sender's free slots plus the sends just recorded, and hands the rows to ``start_claimed``
+after the commit: the sender needs no claim round after a send. If that claim fails, the
+sender is woken to claim them itself.
+
 Crash safety is the outbox's: a message is durably ``sending`` (claimed) before its request
 leaves, and an outcome not yet committed at a SIGKILL leaves it ``sending``, i.e. in doubt,
 which recovery settles from Meta's status or echo before it would ever send it again
@@ -19,19 +26,37 @@ which recovery settles from Meta's status or echo before it would ever send it a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from appliance.outbox import store
 from appliance.store.gateway import Gateway
 
-__all__ = ["Recorder"]
+__all__ = ["NextClaims", "Recorder"]
+
+log = logging.getLogger("aat.outbox")
+
+
+class NextClaims(Protocol):
+    """Who starts what a batch claims (``appliance.outbox.sender.Sender``)."""
+
+    def free_slots(self) -> int: ...
+
+    def claim_now(self) -> str:
+        """The time a claim compares ``next_attempt_at`` with (the sender's clock)."""
+        ...
+
+    def start_claimed(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def wake(self) -> None: ...
 
 class _Item(NamedTuple):
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     sent: bool  # a mark_sent of a single-request message: mark_sent_many can write it
+    conversation: int | None = None  # a recorded send's conversation: claim what is due next there
 
 
 def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
@@ -53,7 +78,8 @@ def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
             for i in sent:
                 outcomes[i] = (True, None)
         conn.execute("RELEASE recorded_sends")
-    for index, (fn, args, kwargs, _) in enumerate(items):
+    for index, item in enumerate(items):
+        fn, args, kwargs = item.fn, item.args, item.kwargs
         if outcomes[index] is not None:
             continue
         conn.execute("SAVEPOINT recorded_item")
@@ -71,11 +97,37 @@ def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
     return outcomes  # type: ignore[return-value]
 
 
+def _run_and_claim(
+    db: Any, items: list[_Item], now: str, limit: int,
+) -> tuple[list[tuple[bool, Any]], list[dict[str, Any]] | None]:
+    """:func:`_run_each`, then claim up to ``limit`` due rows in the conversations of the
+    recorded sends that succeeded (None if that claim failed: nothing of it was written)."""
+    outcomes = _run_each(db, items)
+    conversations = sorted({item.conversation for item, (ok, _) in zip(items, outcomes, strict=True)
+                            if ok and item.conversation is not None})
+    if not conversations or limit <= 0:
+        return outcomes, []
+    conn = db.conn
+    conn.execute("SAVEPOINT claim_next")
+    try:  # all or nothing: a row marked but not returned would sit in doubt
+        claimed = store.claim_due(db, now, limit, conversations)
+    except Exception:  # noqa: BLE001 - the sender claims them itself once woken
+        if not conn.in_transaction:
+            raise
+        conn.execute("ROLLBACK TO claim_next")
+        conn.execute("RELEASE claim_next")
+        log.exception("claiming the next messages failed")
+        return outcomes, None
+    conn.execute("RELEASE claim_next")
+    return outcomes, claimed
+
+
 class Recorder:
     """Group commit of many small writes (see the module docstring). Use on one loop."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, next_claims: NextClaims | None = None) -> None:
         self._gateway = gateway
+        self._next_claims = next_claims
         self._waiting: list[tuple[_Item, asyncio.Future[Any]]] = []
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
@@ -85,11 +137,15 @@ class Recorder:
         return await self._add(_Item(fn, args, kwargs, sent=False))
 
     async def record_sent(self, outbox_id: int, message_id: int, external_ids: list[str], now: str, *,
-                          messaging_type: str | None = None, tag: str | None = None) -> None:
+                          messaging_type: str | None = None, tag: str | None = None,
+                          conversation_id: int | None = None) -> None:
         """:func:`appliance.outbox.store.mark_sent` in the next batch, written together with
-        the batch's other single-request sends; returns once committed."""
+        the batch's other single-request sends; returns once committed. With
+        ``conversation_id``, what is due next in that conversation is claimed in the same
+        transaction (see the module docstring)."""
         await self._add(_Item(store.mark_sent, (outbox_id, message_id, external_ids, now),
-                              {"messaging_type": messaging_type, "tag": tag}, sent=len(external_ids) <= 1))
+                              {"messaging_type": messaging_type, "tag": tag}, sent=len(external_ids) <= 1,
+                              conversation=conversation_id))
 
     async def _add(self, item: _Item) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -103,13 +159,27 @@ class Recorder:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
+                items = [item for item, _ in batch]
+                follow = self._next_claims
                 try:
-                    outcomes = await self._gateway.write(_run_each, [item for item, _ in batch])
+                    if follow is None:
+                        outcomes, claimed = await self._gateway.write(_run_each, items), []
+                    else:
+                        limit = follow.free_slots() + sum(item.conversation is not None for item in items)
+                        outcomes, claimed = await self._gateway.write(
+                            _run_and_claim, items, follow.claim_now(), limit)
                 except Exception as exc:  # every caller of the batch gets it
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
+                    if follow is not None:
+                        follow.wake()
                     continue
+                if follow is not None:
+                    if claimed:
+                        follow.start_claimed(claimed)
+                    if claimed is None or len(claimed) >= limit:  # failed, or more may be due
+                        follow.wake()
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue

@@ -181,7 +181,8 @@ class Sender:
         # Every request's connection pool, sized to the sends in flight, and group commit of
         # the outcomes.
         self._wire = GraphWire(user_agent=user_agent, timeout=settings.http_timeout_seconds, connections=concurrency)
-        self._recorder = Recorder(gateway)
+        self._recorder = Recorder(gateway, next_claims=self)
+        self._backlog = False  # the last claim round filled every free slot: more may be due
         self._accounts: dict[tuple[Any, ...], ChannelAccount] = {}
         self._urgent: dict[int, int] = {}  # channel id -> priority-0 sends claimed and not done
         self._urgent_done: dict[int, asyncio.Event] = {}  # set when that count is back to 0
@@ -231,14 +232,20 @@ class Sender:
         """Start sending what is due; True when every free slot was filled (look again)."""
         free = self._capacity - len(self._in_flight)
         if free <= 0:
+            self._backlog = True
             return False
         rows = await self._db.write(store.claim_due, to_iso(self._clock()), free)
         self.start_claimed(rows)
-        return len(rows) == free
+        self._backlog = len(rows) == free
+        return self._backlog
 
     def free_slots(self) -> int:
         """Sends that can start now (the journal processor claims at most this many)."""
         return max(0, self._capacity - len(self._in_flight))
+
+    def claim_now(self) -> str:
+        """The time claims compare ``next_attempt_at`` with."""
+        return to_iso(self._clock())
 
     def start_claimed(self, rows: list[dict[str, Any]]) -> None:
         """Send rows ``store.claim_due`` marked ``sending`` in a committed transaction (on the
@@ -298,7 +305,12 @@ class Sender:
                 await listener([row["message_id"]])
             except Exception:  # noqa: BLE001 - a listener's bug is not the send's
                 log.exception("send listener failed", extra={"message_id": row["message_id"]})
-        self.wake()
+        # A sent message's conversation was looked at in the transaction that recorded it
+        # (Recorder: what is due next there is claimed and started). Anything else (a failure,
+        # a retry, a hold) can make other messages due, and so can the freed slot while the
+        # last claim round had filled them all: then the sender looks.
+        if outcome != "sent" or self._backlog:
+            self.wake()
 
     async def _fail(self, row: dict[str, Any], code: str | None, reason: str) -> None:
         await self._db.write(
@@ -329,7 +341,8 @@ class Sender:
         if row["parts_done"] < parts:
             return False
         await self._recorder.record_sent(row["outbox_id"], row["message_id"], [], to_iso(self._clock()),
-                                         messaging_type=row["messaging_type"], tag=row["tag"])
+                                         messaging_type=row["messaging_type"], tag=row["tag"],
+                                         conversation_id=row["conversation_id"])
         return True
 
     async def _attempt(self, row: dict[str, Any]) -> str:
@@ -374,7 +387,8 @@ class Sender:
             assert result.error is not None  # adapters return an error whenever ok is False
             return await self._after_error(row, result.error, result.retry_after)
         await self._recorder.record_sent(row["outbox_id"], row["message_id"], sent_ids, to_iso(self._clock()),
-                                         messaging_type=decision.messaging_type, tag=decision.tag)
+                                         messaging_type=decision.messaging_type, tag=decision.tag,
+                                         conversation_id=row["conversation_id"])
         return "sent"
 
     @contextlib.asynccontextmanager
@@ -445,7 +459,8 @@ class Sender:
             assert result.error is not None
             return await self._after_error(row, result.error, result.retry_after)
         await self._recorder.record_sent(row["outbox_id"], row["message_id"],
-                                         [result.external_id] if result.external_id else [], to_iso(self._clock()))
+                                         [result.external_id] if result.external_id else [], to_iso(self._clock()),
+                                         conversation_id=row["conversation_id"])
         return "sent"
 
     async def _after_error(self, row: dict[str, Any], error: GraphError, retry_after: float | None) -> str:

@@ -99,3 +99,53 @@ def test_a_send_that_cannot_be_recorded_together_fails_alone(workspace: Workspac
     assert [(r["status"], r["external_id"]) for r in recorded] == [
         ("sent", "wamid.a"), ("queued", None), ("sent", "wamid.b")]
     assert [r["message_id"] for r in rows(workspace, "SELECT message_id FROM outbox")] == [ids[1]]
+
+
+class _Sender:
+    """What a Recorder hands its claims to (the NextClaims protocol the real Sender keeps)."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.started: list[list[int]] = []
+        self.woken = 0
+
+    def free_slots(self) -> int:
+        return self.slots
+
+    def claim_now(self) -> str:
+        return iso_now()
+
+    def start_claimed(self, rows: list[dict[str, Any]]) -> None:
+        self.started.append([row["message_id"] for row in rows])
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+async def test_a_recorded_send_claims_what_is_due_next_in_its_conversation(workspace: Workspace) -> None:
+    channel_id = connect(workspace, "whatsapp")
+    conversation = make_conversation(workspace, channel_id, "995550000401", wa_id="995550000401",
+                                     last_inbound_at=hours_ago(1))
+    first, second, third = (queue(workspace, conversation, text) for text in ("one", "two", "three"))
+    [claimed] = workspace.gateway.write_sync(lambda db: outbox.claim_due(db, iso_now(), 10))
+    assert claimed["message_id"] == first
+    sender = _Sender(slots=3)
+    recorder = Recorder(workspace.gateway, next_claims=sender)
+    await recorder.record_sent(claimed["outbox_id"], first, ["wamid.1"], iso_now(), conversation_id=conversation)
+    assert sender.started == [[second]]  # the next one only: one at a time per conversation, in order
+    assert sender.woken == 0  # no claim round needed
+    states = {r["message_id"]: r["state"] for r in rows(workspace, "SELECT message_id, state FROM outbox")}
+    assert states == {second: "sending", third: "queued"}
+
+
+async def test_a_recorded_send_without_a_conversation_claims_nothing(workspace: Workspace) -> None:
+    channel_id = connect(workspace, "whatsapp")
+    conversation = make_conversation(workspace, channel_id, "995550000402", wa_id="995550000402",
+                                     last_inbound_at=hours_ago(1))
+    first, second = queue(workspace, conversation, "one"), queue(workspace, conversation, "two")
+    [claimed] = workspace.gateway.write_sync(lambda db: outbox.claim_due(db, iso_now(), 10))
+    sender = _Sender(slots=5)
+    await Recorder(workspace.gateway, next_claims=sender).record_sent(claimed["outbox_id"], first, [], iso_now())
+    assert (sender.started, sender.woken) == ([], 0)
+    assert [(r["message_id"], r["state"]) for r in rows(workspace, "SELECT message_id, state FROM outbox")] == [
+        (second, "queued")]
