@@ -59,12 +59,19 @@ def _recorded(workspace: Workspace, message_id: int) -> tuple[Any, ...]:
     return (*(row[c] for c in _COMPARED), updated, left)
 
 
-def test_sends_recorded_together_write_what_mark_sent_writes_one_by_one(workspace: Workspace) -> None:
+def _claimed_sends(workspace: Workspace, prefix: str, count: int) -> tuple[list[int], dict[int, int]]:
+    """``count`` messages queued to as many new WhatsApp contacts and claimed: their message
+    ids, and each one's outbox id."""
     channel_id = connect(workspace, "whatsapp")
-    ids = [queue(workspace, make_conversation(workspace, channel_id, f"99555000020{n}", wa_id=f"99555000020{n}",
-                                              last_inbound_at=hours_ago(1))) for n in range(6)]
+    ids = [queue(workspace, make_conversation(workspace, channel_id, f"{prefix}{n}", wa_id=f"{prefix}{n}",
+                                              last_inbound_at=hours_ago(1))) for n in range(count)]
     claimed = {r["message_id"]: r["outbox_id"] for r in workspace.gateway.write_sync(
         lambda db: outbox.claim_due(db, iso_now(), 10))}
+    return ids, claimed
+
+
+def test_sends_recorded_together_write_what_mark_sent_writes_one_by_one(workspace: Workspace) -> None:
+    ids, claimed = _claimed_sends(workspace, "99555000020", 6)
     now = iso_now()
     # A status that overtook the answer: the message is already delivered (stays so, gets its id).
     for early in (ids[2], ids[5]):
@@ -84,11 +91,7 @@ def test_sends_recorded_together_write_what_mark_sent_writes_one_by_one(workspac
 
 
 def test_a_send_that_cannot_be_recorded_together_fails_alone(workspace: Workspace) -> None:
-    channel_id = connect(workspace, "whatsapp")
-    ids = [queue(workspace, make_conversation(workspace, channel_id, f"99555000030{n}", wa_id=f"99555000030{n}",
-                                              last_inbound_at=hours_ago(1))) for n in range(3)]
-    claimed = {r["message_id"]: r["outbox_id"] for r in workspace.gateway.write_sync(
-        lambda db: outbox.claim_due(db, iso_now(), 10))}
+    ids, claimed = _claimed_sends(workspace, "99555000030", 3)
     now = iso_now()
     wamids = ["wamid.a", "wamid.a", "wamid.b"]  # the second clashes with the first (unique per channel)
     outcomes = workspace.gateway.write_sync(_run_each, [
