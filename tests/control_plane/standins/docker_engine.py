@@ -12,13 +12,14 @@ import itertools
 import json
 import struct
 import tarfile
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["DockerStandIn", "Recorded"]
 
@@ -31,7 +32,7 @@ class Recorded:
     json: Any
 
 
-class DockerStandIn:
+class DockerStandIn(LoopbackStandIn):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.networks: dict[str, dict[str, Any]] = {}
@@ -41,22 +42,12 @@ class DockerStandIn:
         # (container name, cmd) -> (exit code, stdout, stderr)
         self.exec_answer: Callable[[str, list[str]], tuple[int, bytes, bytes]] = lambda name, cmd: (0, b"", b"")
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"tcp://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> DockerStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """The ``DOCKER_HOST`` form of the loopback port (TCP, not the engine's Unix socket)."""
+        return f"tcp://127.0.0.1:{self.port}"
 
     def calls(self, method: str, fragment: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and fragment in r.path]
@@ -151,46 +142,38 @@ class DockerStandIn:
                     return 200, {"ExitCode": run.get("exit", 0), "Running": False}
         return 404, {"message": f"the stand-in does not know {method} {path}"}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(StandInHandler):
+            # HTTP/1.0: each answer closes its connection, which ends the exec stream (sent
+            # without a Content-Length) as the engine's hijacked connection does.
             protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def _do(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 query = urllib.parse.parse_qs(url.query)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.read_body()
                 body = None
                 if raw and "json" in (self.headers.get("Content-Type") or ""):
                     body = json.loads(raw)
                 standin.requests.append(Recorded(self.command, url.path, query, body))
                 status, answer = standin.answer(self.command, url.path, query, body, raw)
-                if isinstance(answer, tuple):
-                    content_type = {"tar": "application/x-tar", "stream": "application/vnd.docker.raw-stream"}[answer[0]]
-                    payload = answer[1]
+                if not isinstance(answer, tuple):
+                    self.send_body(status, b"" if answer is None else json.dumps(answer).encode())
+                elif answer[0] == "tar":
+                    self.send_body(status, answer[1], content_type="application/x-tar",
+                                   headers={"X-Docker-Container-Path-Stat": "e30="})
                 else:
-                    content_type = "application/json"
-                    payload = b"" if answer is None else json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                if content_type == "application/x-tar":
-                    self.send_header("X-Docker-Container-Path-Stat", "e30=")
-                if content_type == "application/vnd.docker.raw-stream":
                     # Like the engine's hijacked connection: headers first, the output later, then
                     # EOF. The SDK reads the stream from the socket itself, past http.client's
                     # buffer, so the output must not arrive together with the headers.
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/vnd.docker.raw-stream")
                     self.end_headers()
                     self.wfile.flush()
                     time.sleep(0.1)
-                else:
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                self.wfile.write(payload)
+                    self.wfile.write(answer[1])
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _do  # noqa: N815
 
