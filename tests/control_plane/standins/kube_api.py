@@ -18,14 +18,15 @@ import hashlib
 import json
 import re
 import struct
-import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import IO, Any
 
 import yaml
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["KubeStandIn", "KubeRequest", "KubeExec", "ExecHandler"]
 
@@ -56,28 +57,17 @@ def _no_op(pod: str, container: str, command: list[str], read_stdin: Callable[[i
     return 0, b"", b""
 
 
-class KubeStandIn:
+class KubeStandIn(LoopbackStandIn):
     def __init__(self, exec_handler: ExecHandler = _no_op) -> None:
         self.exec_handler = exec_handler
         self.execs: list[KubeExec] = []
         self.requests: list[KubeRequest] = []
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> KubeStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.origin
 
     def _list(self, plural: str, namespace: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         wanted = dict(pair.split("=", 1) for pair in (query.get("labelSelector") or [""])[0].split(",") if pair)
@@ -122,15 +112,10 @@ class KubeStandIn:
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def _do(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 if url.path.endswith("/exec") and (self.headers.get("Upgrade") or "").lower() == "websocket":
@@ -138,19 +123,12 @@ class KubeStandIn:
                                                         "", None))
                     self._exec(url)
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.read_body()
                 content_type = self.headers.get("Content-Type") or ""
                 body = (yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)) if raw else None
                 standin.requests.append(KubeRequest(self.command, url.path, urllib.parse.parse_qs(url.query),
                                                     content_type, body))
-                status, answer = standin._answer(self.command, url.path, body, urllib.parse.parse_qs(url.query))
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send_json(*standin._answer(self.command, url.path, body, urllib.parse.parse_qs(url.query)))
 
             def _exec(self, url: urllib.parse.SplitResult) -> None:
                 query = urllib.parse.parse_qs(url.query)
