@@ -15,12 +15,13 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["StripeStandIn", "Recorded", "signature", "API_VERSION"]
 
@@ -41,14 +42,9 @@ def signature(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class StripeStandIn(LoopbackStandIn):
+    quiet_errors = True
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
-class StripeStandIn:
     def __init__(self, secret_key: str) -> None:
         self.secret_key = secret_key
         self.requests: list[Recorded] = []
@@ -60,19 +56,13 @@ class StripeStandIn:
         self.idempotent: dict[str, tuple[dict[str, str], int, dict[str, Any]]] = {}  # Idempotency-Key -> first answer
         self.fail_next: list[int] = []  # statuses to answer the next requests with (an outage)
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server: _Server | None = None
+        super().__init__()
 
-    # --- process ---------------------------------------------------------------------------------
-    def start(self) -> StripeStandIn:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(StandInHandler):
             disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def do_GET(self) -> None:  # noqa: N802
                 standin._serve(self)
@@ -80,19 +70,7 @@ class StripeStandIn:
             def do_POST(self) -> None:  # noqa: N802
                 standin._serve(self)
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="stripe-standin").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return Handler
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_test{next(self._ids):06d}"
@@ -150,12 +128,11 @@ class StripeStandIn:
     def _public(obj: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in json.loads(json.dumps(obj)).items() if not k.startswith("_")}
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length).decode() if length else ""
+    def _serve(self, handler: StandInHandler) -> None:
+        raw = handler.read_body().decode()
         url = urllib.parse.urlsplit(handler.path)
         form = dict(urllib.parse.parse_qsl(raw or url.query, keep_blank_values=True))
-        self.requests.append(Recorded(handler.command, url.path, form, {k.lower(): v for k, v in handler.headers.items()}))
+        self.requests.append(Recorded(handler.command, url.path, form, handler.lower_headers()))
         key = handler.headers.get("Idempotency-Key")
         with self._lock:
             first = self.idempotent.get(key) if key and handler.command == "POST" else None
@@ -169,13 +146,7 @@ class StripeStandIn:
             if key and handler.command == "POST" and status < 500:
                 with self._lock:
                     self.idempotent[key] = (form, status, body)
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("Request-Id", f"req_{next(self._ids)}")
-        handler.end_headers()
-        handler.wfile.write(data)
+        handler.send_json(status, body, headers={"Request-Id": f"req_{next(self._ids)}"})
 
     def _route(self, method: str, path: str, form: dict[str, str], auth: str) -> tuple[int, dict[str, Any]]:
         if self.fail_next:
