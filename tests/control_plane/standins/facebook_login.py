@@ -11,11 +11,12 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 __all__ = ["FacebookLoginStandIn", "Recorded"]
 
@@ -27,14 +28,9 @@ class Recorded:
     query: dict[str, str]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class FacebookLoginStandIn(LoopbackStandIn):
+    quiet_errors = True
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
-class FacebookLoginStandIn:
     def __init__(self, app_id: str, app_secret: str, version: str = "v25.0") -> None:
         self.app_id, self.app_secret, self.version = app_id, app_secret, version
         self.user = {"id": "10001", "name": "Mia Meta", "email": "mia@example.com"}
@@ -43,45 +39,23 @@ class FacebookLoginStandIn:
         self._codes: dict[str, tuple[str, dict[str, str]]] = {}  # code -> (redirect_uri, user)
         self._tokens: dict[str, dict[str, str]] = {}
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
+        super().__init__()
 
-    def start(self) -> FacebookLoginStandIn:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(StandInHandler):
             disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def do_GET(self) -> None:  # noqa: N802
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 standin.requests.append(Recorded("GET", url.path, query))
                 status, body, location = standin._route(url.path, query, self.headers.get("Authorization", ""))
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_body(status, json.dumps(body).encode() if body is not None else b"",
+                               headers={"Location": location} if location else None)
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="facebook-login").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return Handler
 
     def _route(self, path: str, q: dict[str, str], auth: str) -> tuple[int, Any, str | None]:
         v = f"/{self.version}/"
