@@ -29,9 +29,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -39,6 +38,7 @@ import pytest
 from appliance.channels.signature import sign
 from bench._router_services import seed
 from tests.e2e.conftest import free_port, wait_for
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "chaos-platform-secret-Tq81"
@@ -50,43 +50,35 @@ WORKERS = 4
 MID = re.compile(rb'"mid":"(m_cp_[0-9]+)"')
 
 
-class TenantSink:
+class TenantSink(LoopbackStandIn):
     """The tenant's appliance, reduced to what routing needs (see the module docstring)."""
 
     def __init__(self) -> None:
         self.accepted: Counter[str] = Counter()
         self.generation = 0
         self.open = threading.Event()
-        self._lock = threading.Lock()
+        super().__init__()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         sink = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def do_POST(self) -> None:
                 generation = sink.generation
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.read_body()
                 sink.open.wait(timeout=60)
                 if generation != sink.generation:  # held across the kill: its sender is gone
                     self.close_connection = True
                     return
                 with sink._lock:
                     sink.accepted.update(m.decode() for m in MID.findall(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "15")
-                self.end_headers()
-                self.wfile.write(b"EVENT_RECEIVED\n")
+                self.send_body(200, b"EVENT_RECEIVED\n", content_type=None)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return Handler
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.origin
 
     def release_for_a_new_sender(self) -> None:
         """Drop what is held (unanswered), then answer everything from now on."""
@@ -99,8 +91,7 @@ class TenantSink:
 
     def stop(self) -> None:
         self.open.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().stop()
 
 
 class ControlPlaneProcess:
@@ -195,7 +186,7 @@ def _storm(cp: ControlPlaneProcess) -> tuple[set[str], int]:
 
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
-    sink = TenantSink()
+    sink = TenantSink().start()
     cp = ControlPlaneProcess(tmp_path_factory.mktemp("cp_chaos"), sink)
     try:
         cp.start()
