@@ -7,9 +7,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +31,7 @@ from tests.appliance.flow_helpers import document
 from tests.appliance.flow_run_helpers import ASSETS, publish_flow, say, sent
 from tests.helpers import connect_channel, journal_settled, make_token
 from tests.standins.graph_api import GraphStandIn
+from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 KEY = Ed25519PrivateKey.generate()
 PUBLIC = base64.b64encode(KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
@@ -192,29 +192,31 @@ async def test_a_contact_beyond_the_limit_is_stored_but_not_automated(
                         "messages": 5}
 
 
+class _UsageReportSink(LoopbackStandIn):
+    """The control plane's ``POST /usage/reports``: records ``(path, lower-cased headers, body)``
+    in :attr:`received` and answers 200 ``{"status": "recorded"}``."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        super().__init__()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        sink = self
+
+        class Handler(StandInHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                sink.received.append((self.path, self.lower_headers(), self.read_body()))
+                self.send_json(200, {"status": "recorded"})
+
+        return Handler
+
+
 def test_a_usage_report_is_signed_with_a_key_derived_from_the_webhook_secret(settings: Settings,
                                                                            workspace: Workspace) -> None:
     """What the control plane receives from the queue's hourly task (its side:
     tests/control_plane/test_usage_reports.py)."""
-    received: list[tuple[str, dict[str, str], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            received.append((self.path, {k.lower(): v for k, v in self.headers.items()},
-                             self.rfile.read(int(self.headers["Content-Length"]))))
-            answer = b'{"status": "recorded"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    hosted = settings.model_copy(update={"control_plane_url": f"http://127.0.0.1:{server.server_address[1]}/",
+    sink = _UsageReportSink().start()
+    hosted = settings.model_copy(update={"control_plane_url": f"{sink.origin}/",
                                          "meta_app_secret": SecretStr("tenant-webhook-secret")})
     assert report.configured(hosted) and not report.configured(settings.model_copy(update={"control_plane_url": None}))
     huey, register_tasks = create_huey(settings.data_dir), FEATURE.register_tasks
@@ -222,8 +224,8 @@ def test_a_usage_report_is_signed_with_a_key_derived_from_the_webhook_secret(set
     [task] = huey.read_periodic(datetime(2026, 1, 1, 10, 7, tzinfo=UTC))  # hourly, at minute 7
     assert (task.name, huey.read_periodic(datetime(2026, 1, 1, 10, 8, tzinfo=UTC))) == ("entitlements.report_usage", [])
     assert task.execute() == {"status": 200, "answer": {"status": "recorded"}}
-    server.server_close()
-    [(path, headers, body)] = received
+    sink.stop()
+    [(path, headers, body)] = sink.received
     assert (path, headers["content-type"]) == ("/usage/reports", "application/json")
     numbers = {"contacts": 0, "automated_contacts": 0, "ai_replies": 0, "seats": 0, "channels": 0, "messages": 0}
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"aat-usage-report/v1").derive(
