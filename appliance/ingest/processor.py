@@ -109,11 +109,8 @@ def _claim_replies(db: Database, summaries: list[ApplySummary], now: str, limit:
     conversations = sorted({c for s in summaries if s.followups.queued_messages for c in s.changed_conversations})
     if limit <= 0 or not conversations:
         return []
-    try:
-        with db.atomic():  # all or nothing: a row marked but not returned would sit in doubt
-            claimed = outbox.claim_due(db, now, limit, conversations)
-    except Exception:  # noqa: BLE001 - the sender claims them itself once woken
-        log.exception("claiming the queued replies failed")
+    claimed = outbox.claim_due_or_nothing(db, now, limit, conversations)
+    if claimed is None:  # the sender claims them itself once woken
         return []
     for row in claimed:
         for summary in summaries:

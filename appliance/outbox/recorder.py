@@ -26,7 +26,6 @@ which recovery settles from Meta's status or echo before it would ever send it a
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -34,9 +33,6 @@ from appliance.outbox import store
 from appliance.store.gateway import Gateway
 
 __all__ = ["NextClaims", "Recorder"]
-
-log = logging.getLogger("aat.outbox")
-
 
 class NextClaims(Protocol):
     """Who starts what a batch claims (``appliance.outbox.sender.Sender``)."""
@@ -107,19 +103,7 @@ def _run_and_claim(
                             if ok and item.conversation is not None})
     if not conversations or limit <= 0:
         return outcomes, []
-    conn = db.conn
-    conn.execute("SAVEPOINT claim_next")
-    try:  # all or nothing: a row marked but not returned would sit in doubt
-        claimed = store.claim_due(db, now, limit, conversations)
-    except Exception:  # noqa: BLE001 - the sender claims them itself once woken
-        if not conn.in_transaction:
-            raise
-        conn.execute("ROLLBACK TO claim_next")
-        conn.execute("RELEASE claim_next")
-        log.exception("claiming the next messages failed")
-        return outcomes, None
-    conn.execute("RELEASE claim_next")
-    return outcomes, claimed
+    return outcomes, store.claim_due_or_nothing(db, now, limit, conversations)  # None: the sender is woken
 
 
 class Recorder:

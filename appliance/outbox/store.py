@@ -21,6 +21,7 @@ answers or from its echoes and statuses, and the sender never repeats them.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from sqlite_utils import Database
@@ -30,11 +31,14 @@ from appliance.errors import NotFound
 from appliance.inbox.store import STATUS_RANK, advance_status, insert_message
 from appliance.store.rows import many, one, scalar
 
+log = logging.getLogger("aat.outbox")
+
 __all__ = [
     "reference",
     "parse_reference",
     "enqueue",
     "claim_due",
+    "claim_due_or_nothing",
     "next_due_at",
     "mark_part_sent",
     "mark_sent",
@@ -178,6 +182,23 @@ def claim_due(
     for row in rows:
         row["payload"] = json.loads(row["payload"])
     return rows
+
+
+def claim_due_or_nothing(
+    db: Database, now: str, limit: int, conversation_ids: list[int]
+) -> list[dict[str, Any]] | None:
+    """:func:`claim_due` in these conversations in a savepoint of the caller's transaction, all
+    or nothing (a row marked ``sending`` but not returned would sit in doubt): the claimed rows,
+    or None when the claim failed (logged) and wrote nothing: the rows are left to the sender's
+    own claim round. An error that ended the whole transaction is raised."""
+    try:
+        with db.atomic():
+            return claim_due(db, now, limit, conversation_ids)
+    except Exception:
+        if not db.conn.in_transaction:
+            raise
+        log.exception("claiming the due messages of %d conversations failed", len(conversation_ids))
+        return None
 
 
 def next_due_at(db: Database) -> str | None:
