@@ -197,7 +197,8 @@ class _Machine:
         if self.state.status != "active":
             return
         if isinstance(event, StartRun):
-            self.state = self.state.evolve(origin_comment=event.comment_id)
+            if event.comment_id != self.state.origin_comment:  # most runs start from no comment
+                self.state = self.state.evolve(origin_comment=event.comment_id)
             self.run_from(self.flow.start)
         elif isinstance(event, Click):
             self.on_click(event)
@@ -209,10 +210,13 @@ class _Machine:
             self.on_call(event)
 
     def run_from(self, step_id: str | None) -> None:
-        # Leaving a wait (timer, answer, call): with nowhere to go the run is complete, not
-        # left waiting for something that already happened.
-        self.state = self.state.evolve(waiting=None, timer=None)
-        current = step_id
+        if step_id is None:
+            # Leaving a wait (timer, answer, call) with nowhere to go: the run is complete, not
+            # left waiting for something that already happened.
+            self.finish("completed")
+            return
+        # Each way through the loop below ends the wait itself (no separate evolve first).
+        current: str | None = step_id
         while current is not None:
             if self.executed >= MAX_STEPS_PER_EVENT:
                 self.finish("loop_limit")
