@@ -38,6 +38,7 @@ from appliance.flows.runner import Followups, InboundFacts, Snapshot
 from appliance.contacts import store as contacts
 from appliance.inbox import store as inbox
 from appliance.ingest import journal
+from appliance.ingest.savepoint import savepoint
 from appliance.outbox import store as outbox
 from appliance.store.rows import scalar
 from appliance.timeutil import to_iso
@@ -280,7 +281,7 @@ def apply_delivery(
     summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
     for index, event in enumerate(parsed.events):
         try:
-            with db.atomic():
+            with savepoint(db, "apply_event"):
                 _apply_event(db, event, summary, now)
         except Exception as exc:  # noqa: BLE001 - one bad event must not lose the others
             summary.problems.append(f"event {index} ({event.channel}): could not be stored ({type(exc).__name__})")

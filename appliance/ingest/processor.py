@@ -42,6 +42,7 @@ from appliance.channels.events import ParsedWebhook, ParseProblem
 from appliance.flows.runner import Snapshot
 from appliance.ingest import journal
 from appliance.ingest.apply import ApplySummary, apply_delivery
+from appliance.ingest.savepoint import savepoint
 from appliance.metrics import Metrics
 from appliance.outbox import store as outbox
 from appliance.store.gateway import Gateway
@@ -91,7 +92,7 @@ def _apply_batch(
         if item.journal_id not in pending:
             continue  # another process (a CLI replay) got there first
         try:
-            with db.atomic():
+            with savepoint(db, "apply_delivery"):
                 summaries.append(apply_delivery(db, item.journal_id, item.parsed, now, executors=executors,
                                                 snapshot=snapshot))
         except Exception as exc:  # noqa: BLE001 - a poison row is marked, never retried forever

@@ -29,6 +29,7 @@ from sqlite_utils import Database
 from appliance import events
 from appliance.errors import NotFound
 from appliance.inbox.store import STATUS_RANK, advance_status, insert_message
+from appliance.ingest.savepoint import savepoint
 from appliance.store.rows import many, one, scalar
 
 log = logging.getLogger("aat.outbox")
@@ -192,7 +193,7 @@ def claim_due_or_nothing(
     or None when the claim failed (logged) and wrote nothing: the rows are left to the sender's
     own claim round. An error that ended the whole transaction is raised."""
     try:
-        with db.atomic():
+        with savepoint(db, "claim_due"):
             return claim_due(db, now, limit, conversation_ids)
     except Exception:
         if not db.conn.in_transaction:
