@@ -2,8 +2,9 @@
 
 One journal row is applied atomically with the row's own state change: either every event of
 the delivery is stored and the row is ``processed``/``failed``, or nothing is (a crash replays
-it). Each event runs in its own savepoint, so one event that fails (a bug, a constraint) is
-recorded as a problem and the others are still stored. Dedupe keys are claimed in the same
+it). Each event runs in its own savepoint (a delivery of one event: the delivery's, see
+``within``), so one event that fails (a bug, a constraint) is recorded as a problem and the
+others are still stored. Dedupe keys are claimed in the same
 savepoint as the event's effects, so a replayed delivery is stored once, and answered once:
 flows react to a new message inside that same savepoint (:func:`appliance.flows.runner.on_inbound`).
 
@@ -273,18 +274,35 @@ def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -
 def apply_delivery(
     db: Database, journal_id: int, parsed: ParsedWebhook, now: str,
     *, executors: frozenset[str] = frozenset(), snapshot: Snapshot | None = None,
+    within: str | None = None,
 ) -> ApplySummary:
     """Store every event of one journal row, let flows react, and mark the row; see the
-    module docstring. ``executors`` names the outside-call kinds that can run (AI, HTTP...)."""
+    module docstring. ``executors`` names the outside-call kinds that can run (AI, HTTP...).
+
+    ``within``: the name of a savepoint the caller opened right before this call, holding
+    nothing else yet. A delivery of one event then uses it as the event's savepoint (rolled
+    back to, not released, when the event fails) instead of opening one of its own: the same
+    all-or-nothing per event and per delivery, one SAVEPOINT/RELEASE pair fewer."""
     summary = ApplySummary(journal_id=journal_id, events=len(parsed.events), ignored=parsed.ignored,
                            executors=executors, snapshot=snapshot or Snapshot(db))
     summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
-    for index, event in enumerate(parsed.events):
+    if within is not None and len(parsed.events) == 1:
+        event = parsed.events[0]
         try:
-            with savepoint(db, "apply_event"):
-                _apply_event(db, event, summary, now)
-        except Exception as exc:  # noqa: BLE001 - one bad event must not lose the others
-            summary.problems.append(f"event {index} ({event.channel}): could not be stored ({type(exc).__name__})")
+            _apply_event(db, event, summary, now)
+        except Exception as exc:  # noqa: BLE001 - recorded on the row, as below
+            if not db.conn.in_transaction:
+                raise  # the error ended the whole transaction (as db.atomic() would raise it)
+            db.conn.execute(f"ROLLBACK TO {within}")
+            summary.problems.append(f"event 0 ({event.channel}): could not be stored ({type(exc).__name__})")
+    else:
+        for index, event in enumerate(parsed.events):
+            try:
+                with savepoint(db, "apply_event"):
+                    _apply_event(db, event, summary, now)
+            except Exception as exc:  # noqa: BLE001 - one bad event must not lose the others
+                summary.problems.append(
+                    f"event {index} ({event.channel}): could not be stored ({type(exc).__name__})")
     error = "; ".join(summary.problems)[:2000] or None
     journal.finish(db, journal_id, events=summary.events, duplicates=summary.duplicates, error=error, now=now)
     return summary

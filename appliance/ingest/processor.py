@@ -94,7 +94,7 @@ def _apply_batch(
         try:
             with savepoint(db, "apply_delivery"):
                 summaries.append(apply_delivery(db, item.journal_id, item.parsed, now, executors=executors,
-                                                snapshot=snapshot))
+                                                snapshot=snapshot, within="apply_delivery"))
         except Exception as exc:  # noqa: BLE001 - a poison row is marked, never retried forever
             problem = f"the delivery could not be applied ({type(exc).__name__})"
             journal.finish(db, item.journal_id, events=0, duplicates=0, error=problem, now=now)
