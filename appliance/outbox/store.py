@@ -222,6 +222,10 @@ def mark_part_sent(db: Database, outbox_id: int, parts_done: int) -> None:
     )
 
 
+_BELOW_SENT = tuple(s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK["sent"])
+_BELOW_SENT_SQL = ", ".join(repr(s) for s in _BELOW_SENT)
+
+
 def mark_sent(
     db: Database,
     outbox_id: int,
@@ -232,7 +236,13 @@ def mark_sent(
     messaging_type: str | None = None,
     tag: str | None = None,
 ) -> None:
-    """Meta accepted every part; record how it was sent (the policy decides at send time)."""
+    """Meta accepted every part; record how it was sent (the policy decides at send time).
+
+    The usual case, a message still ``queued``, is one UPDATE that also moves it to ``sent``;
+    otherwise how it was sent is recorded alone (its status is already ``sent`` or beyond, or
+    ``failed``, or it is not outbound: :func:`advance_status` would change nothing). Either
+    way the row ends as a how-sent UPDATE followed by ``advance_status(..., "sent")`` leaves it
+    (tests/appliance/test_outbox_mark_sent.py compares them)."""
     db.execute("DELETE FROM outbox WHERE id = ?", [outbox_id])
     first = external_ids[0] if external_ids else None
     if len(external_ids) > 1:
@@ -240,15 +250,23 @@ def mark_sent(
             "UPDATE messages SET payload = json_set(payload, '$.part_ids', json(?)) WHERE id = ?",
             [json.dumps(external_ids), message_id],
         )
+    moved = db.execute(
+        f"""UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ?,
+               sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?),
+               status = 'sent', updated_at = ?
+            WHERE id = ? AND direction = 'out' AND status IN ({_BELOW_SENT_SQL})""",
+        [messaging_type, tag, now, first, now, message_id],
+    ).rowcount
+    if moved:
+        events.emit(db, "message.updated", message_id=message_id, now=now)
+        return
     db.execute(
         """UPDATE messages SET messaging_type = COALESCE(?, messaging_type), tag = ?,
                sent_at = COALESCE(sent_at, ?), external_id = COALESCE(external_id, ?) WHERE id = ?""",
         [messaging_type, tag, now, first, message_id],
     )
-    advance_status(db, message_id, "sent", now)
 
 
-_BELOW_SENT = tuple(s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK["sent"])
 
 
 def mark_sent_many(db: Database, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
