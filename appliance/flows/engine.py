@@ -88,6 +88,8 @@ NOT_ANSWERS = frozenset({"comment", "reaction"})
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form, whitespace collapsed (for keyword and title matching)."""
+    if text.isascii():  # most messages: NFKD leaves ASCII as it is and it has no combining marks
+        return " ".join(text.casefold().split())
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
