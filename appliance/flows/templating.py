@@ -19,10 +19,15 @@ __all__ = ["render_template", "render_url", "render_value", "TEMPLATE"]
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*(?:\|([^}]*))?\}\}")
 
 
+# Values that render as nothing (a tuple built once: ``Mapping | list ...`` is a new union per call).
+_NOT_TEXT = (Mapping, list, tuple, set, frozenset)
+
+
 def _lookup(name: str, values: Mapping[str, Any]) -> Any:
     current: Any = values
     for part in name.split("."):
-        if isinstance(current, Mapping) and part in current:
+        # type() first: the values are plain dicts, and the ABC check costs more than the lookup
+        if (type(current) is dict or isinstance(current, Mapping)) and part in current:
             current = current[part]
         else:
             return None
@@ -36,7 +41,7 @@ def _text(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
+    if isinstance(value, _NOT_TEXT):
         return ""
     return str(value)
 
@@ -53,6 +58,8 @@ def render_template(text: str | None, values: Mapping[str, Any]) -> str:
         return (match.group(2) or "").strip()
 
     try:
+        if "{{" not in text:  # most titles and many texts: nothing to substitute, no regex run
+            return text
         return TEMPLATE.sub(substitute, text)
     except Exception:  # noqa: BLE001 - the contract is "never raises"
         return text
