@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlite_utils import Database
@@ -189,7 +190,8 @@ class _Session:
         self.now = now
         self.snapshot = snapshot
         self.seed = seed
-        self._rng: random.Random | None = None  # built by the first ctx(): a message that feeds no run needs none
+        self._now: datetime | None = None  # parsed by the first ctx(): a message that feeds no run needs none
+        self._rng: random.Random | None = None  # built by the second ctx(): most messages feed one engine step
         self.workspace_name = snapshot.workspace_name
         self.timezone = snapshot.timezone
         self.executors = executors
@@ -225,11 +227,17 @@ class _Session:
         return {"contact_id": self.party[1], "channel_id": self.party[2]}
 
     def ctx(self) -> Context:
-        if self._rng is None:
-            self._rng = random.Random(self.seed)
+        """The engine's context for its next step. The first step's seed is the session's own
+        (a random number already); each later one is drawn from a ``Random`` seeded with it:
+        seeding one costs more than the rest of a message step's engine work."""
+        if self._now is None:
             self._now = from_iso(self.now)
-        return Context(now=self._now, seed=self._rng.randrange(2**31),
-                       workspace_name=self.workspace_name, default_timezone=self.timezone)
+            seed = self.seed
+        else:
+            if self._rng is None:
+                self._rng = random.Random(self.seed)
+            seed = self._rng.randrange(2**31)
+        return Context(now=self._now, seed=seed, workspace_name=self.workspace_name, default_timezone=self.timezone)
 
     def drive(self, state: RunState, event: EngineEvent, conversation_id: int) -> RunState:
         """Step the engine and perform everything it asked for, until nothing is left to do."""
