@@ -4,7 +4,8 @@ One journal row is applied atomically with the row's own state change: either ev
 the delivery is stored and the row is ``processed``/``failed``, or nothing is (a crash replays
 it). Each event runs in its own savepoint (a delivery of one event: the delivery's, see
 ``within``), so one event that fails (a bug, a constraint) is recorded as a problem and the
-others are still stored. Dedupe keys are claimed in the same
+others are still stored (the journal processor first tries a whole chunk ``unguarded``, and
+applies it this way only if something failed). Dedupe keys are claimed in the same
 savepoint as the event's effects, so a replayed delivery is stored once, and answered once:
 flows react to a new message inside that same savepoint (:func:`appliance.flows.runner.on_inbound`).
 
@@ -274,7 +275,7 @@ def _apply_event(db: Database, event: InboundEvent, s: ApplySummary, now: str) -
 def apply_delivery(
     db: Database, journal_id: int, parsed: ParsedWebhook, now: str,
     *, executors: frozenset[str] = frozenset(), snapshot: Snapshot | None = None,
-    within: str | None = None,
+    within: str | None = None, unguarded: bool = False,
 ) -> ApplySummary:
     """Store every event of one journal row, let flows react, and mark the row; see the
     module docstring. ``executors`` names the outside-call kinds that can run (AI, HTTP...).
@@ -282,11 +283,18 @@ def apply_delivery(
     ``within``: the name of a savepoint the caller opened right before this call, holding
     nothing else yet. A delivery of one event then uses it as the event's savepoint (rolled
     back to, not released, when the event fails) instead of opening one of its own: the same
-    all-or-nothing per event and per delivery, one SAVEPOINT/RELEASE pair fewer."""
+    all-or-nothing per event and per delivery, one SAVEPOINT/RELEASE pair fewer.
+
+    ``unguarded``: no savepoint at all; an event that fails raises instead of being recorded,
+    and the caller undoes everything this call wrote (the journal processor then applies the
+    delivery again guarded: ``appliance.ingest.processor._apply_batch``)."""
     summary = ApplySummary(journal_id=journal_id, events=len(parsed.events), ignored=parsed.ignored,
                            executors=executors, snapshot=snapshot or Snapshot(db))
     summary.problems.extend(f"{p.path}: {p.reason}" for p in parsed.problems)
-    if within is not None and len(parsed.events) == 1:
+    if unguarded:
+        for event in parsed.events:
+            _apply_event(db, event, summary, now)
+    elif within is not None and len(parsed.events) == 1:
         event = parsed.events[0]
         try:
             _apply_event(db, event, summary, now)

@@ -1,7 +1,9 @@
 """All or nothing per event and per delivery, as the journal processor applies deliveries
-(``appliance.ingest.apply``): a delivery of one event shares its savepoint with the delivery,
-one of several events gives each its own. A schema trigger (RAISE(ABORT)) makes one write fail
-at a chosen point; what is left in the workspace is then compared with what must be."""
+(``appliance.ingest.processor._apply_batch``): a chunk is first applied in one savepoint; if
+anything in it fails, again with a savepoint per delivery (a delivery of one event shares it
+with its event; one of several events gives each its own). A schema trigger (RAISE(ABORT))
+makes one write fail at a chosen point; what is left in the workspace is then compared with
+what must be."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def _setup(db: Any) -> None:
 
 
 def _counts(db: Any) -> dict[str, int]:
-    return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}  # noqa: S608
+    return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
 
 
 async def _process(workspace: Workspace, *bodies: bytes) -> list[dict[str, Any]]:
@@ -100,6 +102,26 @@ async def test_one_failing_event_of_several_loses_only_itself(workspace: Workspa
     assert after["contacts"] - before["contacts"] == 2
     assert after["seen_events"] - before["seen_events"] == 2
     assert after["outbox"] - before["outbox"] == 2
+
+
+async def test_the_good_deliveries_of_a_chunk_with_a_failing_one_are_stored_once(workspace: Workspace) -> None:
+    workspace.gateway.write_sync(_setup)
+    before = workspace.gateway.read_sync(_counts)
+    workspace.gateway.write_sync(lambda db: db.execute(
+        "CREATE TEMP TRIGGER fail_reply BEFORE INSERT ON main.outbox WHEN "
+        "(SELECT wa_id FROM main.contacts c JOIN main.messages m ON m.contact_id = c.id WHERE m.id = NEW.message_id)"
+        " = '995555770002' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+    rows = await _process(workspace, _delivery(1), _delivery(2), _delivery(3))  # one chunk
+    assert [(r["state"], r["error"]) for r in rows] == [
+        ("processed", None), ("failed", "event 0 (whatsapp): could not be stored (IntegrityError)"),
+        ("processed", None)]
+    after = workspace.gateway.read_sync(_counts)
+    assert {table: after[table] - before[table] for table in TABLES} == {
+        "contacts": 2, "conversations": 2, "messages": 4, "outbox": 2, "flow_runs": 2, "flow_step_events": 4,
+        "events": 10, "seen_events": 2, "webhook_journal_contacts": 2}
+    replies = workspace.gateway.read_sync(lambda db: sorted(r[0] for r in db.execute(
+        "SELECT c.wa_id FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE m.direction = 'out'")))
+    assert replies == ["995555770001", "995555770003"]
 
 
 async def test_a_delivery_whose_row_cannot_be_marked_leaves_nothing(workspace: Workspace) -> None:
