@@ -131,3 +131,5 @@ class SendResult:
     error: GraphError | None = None
     retry_after: float | None = None  # seconds, when Meta says how long to wait
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # No answer came (timeout, dropped connection): Meta may have received it, or still may.
+    in_doubt: bool = False

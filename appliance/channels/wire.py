@@ -18,7 +18,8 @@ puts the token or the body into any message.
 - anything else is ``ok=False`` with a :class:`GraphError` (Meta's ``error`` object, or
   ``HTTP <status>``) and Meta's wait (``retry_after``, :func:`appliance.channels.graph.retry_after`);
 - a timeout is ``GraphError(code=None, message="timeout")``, a refused, dropped or failed
-  connection ``GraphError(code=None, message="connection failed")``.
+  connection ``GraphError(code=None, message="connection failed")``; both are ``in_doubt``
+  (Meta may have the request or still get it), except a connection that was never made.
 
 The pool holds up to ``connections`` keep-alive connections (sized to the sender's sends in
 flight, so a send never queues for a connection), verifies TLS with the same context as the
@@ -104,9 +105,11 @@ class GraphWire:
                 raw = await response.read()
                 headers = response.headers
         except TimeoutError:
-            return SendResult(ok=False, error=GraphError(code=None, message="timeout"))
-        except (aiohttp.ClientError, OSError):
+            return SendResult(ok=False, error=GraphError(code=None, message="timeout"), in_doubt=True)
+        except aiohttp.ClientConnectorError:  # no connection was made: the request never left
             return SendResult(ok=False, error=GraphError(code=None, message="connection failed"))
+        except (aiohttp.ClientError, OSError):
+            return SendResult(ok=False, error=GraphError(code=None, message="connection failed"), in_doubt=True)
         try:
             decoded = json.loads(raw)
         except (ValueError, UnicodeDecodeError):

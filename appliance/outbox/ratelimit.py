@@ -18,6 +18,12 @@ still counted when the other started (it finished no earlier than it arrived), s
 once per ``period`` + round trip (80/s over a 200 ms round trip sends about 67/s). A small
 ``margin`` pads the period against clock-rate differences with Meta.
 
+A request that got no answer (a timeout, a dropped connection) breaks the premise: it may
+still reach Meta after we gave up on it, from a queue we cannot see (measured: a request
+stuck in a full accept queue arrived after its 2 s timeout and a burst at 50/s broke the
+limit). Its slot is therefore released with ``hold``, the request timeout, and stays
+counted that much longer (:meth:`Lease.in_doubt`).
+
 Not thread-safe: one limiter is used from one event loop, where :meth:`reserve` and
 :meth:`release` never await, so callers need no lock.
 """
@@ -25,15 +31,30 @@ Not thread-safe: one limiter is used from one event loop, where :meth:`reserve` 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-__all__ = ["SlidingWindowLimiter", "LimiterRegistry", "MARGIN_SECONDS"]
+__all__ = ["Lease", "SlidingWindowLimiter", "LimiterRegistry", "MARGIN_SECONDS"]
 
 MARGIN_SECONDS = 0.02
+
+
+class Lease:
+    """One reserved slot, as :meth:`SlidingWindowLimiter.slot` hands it to the request."""
+
+    __slots__ = ("hold",)
+
+    def __init__(self) -> None:
+        self.hold = 0.0
+
+    def in_doubt(self, seconds: float) -> None:
+        """The request got no answer and may still arrive at Meta within ``seconds``: keep
+        its slot counted that much longer after it is released."""
+        self.hold = max(self.hold, seconds)
 
 
 class SlidingWindowLimiter:
@@ -51,7 +72,7 @@ class SlidingWindowLimiter:
         self.period = period + margin
         self._clock = clock
         self._in_flight = 0
-        self._finished: deque[float] = deque()  # when each counted request finished, oldest first
+        self._finished: deque[float] = deque()  # when each counted slot's count starts to run out, earliest first
         self._released = asyncio.Event()
 
     @property
@@ -77,12 +98,17 @@ class SlidingWindowLimiter:
             return self._finished[0] + self.period - now
         return math.inf
 
-    def release(self) -> None:
-        """The request of a reserved slot has finished (whatever its outcome)."""
+    def release(self, hold: float = 0.0) -> None:
+        """The request of a reserved slot has finished (whatever its outcome); its slot stays
+        counted for ``period`` (plus ``hold`` for a request that may still arrive)."""
         if self._in_flight <= 0:
             raise RuntimeError("release() without a reserved slot")
         self._in_flight -= 1
-        self._finished.append(self._clock())
+        finished = self._clock() + hold
+        if self._finished and finished < self._finished[-1]:
+            bisect.insort(self._finished, finished)  # a held slot ends later: keep the order
+        else:
+            self._finished.append(finished)
         self._released.set()
 
     async def acquire(self) -> None:
@@ -95,13 +121,14 @@ class SlidingWindowLimiter:
                     await self._released.wait()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self) -> AsyncIterator[Lease]:
         """Hold a slot for the duration of one request."""
         await self.acquire()
+        lease = Lease()
         try:
-            yield
+            yield lease
         finally:
-            self.release()
+            self.release(lease.hold)
 
 
 class LimiterRegistry:

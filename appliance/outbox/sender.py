@@ -60,7 +60,7 @@ from appliance.connections.store import mark_needs_reauth, token_context
 from appliance.contacts.store import set_marketing_preference
 from appliance.metrics import Metrics
 from appliance.outbox import policy, retry, store
-from appliance.outbox.ratelimit import LimiterRegistry, SlidingWindowLimiter
+from appliance.outbox.ratelimit import Lease, LimiterRegistry, SlidingWindowLimiter
 from appliance.outbox.recorder import Recorder
 from appliance.settings import Settings
 from appliance.store.gateway import Gateway
@@ -372,12 +372,14 @@ class Sender:
         sent_ids: list[str] = []
         for index in range(row["parts_done"], len(bodies)):
             await self._respect_hold(row["channel_id"])
-            async with self._slot(row, limiter):
+            async with self._slot(row, limiter) as lease:
                 timer = self._timers.get(channel_type)
                 if timer is None:
                     timer = self._timers[channel_type] = self._metrics.send_seconds.labels(channel=channel_type)
                 with timer.time():
                     result = await adapter.send(self._wire, self._settings, account, bodies[index])
+                if result.in_doubt:
+                    lease.in_doubt(self._settings.http_timeout_seconds)
             if result.ok:
                 if result.external_id:
                     sent_ids.append(result.external_id)
@@ -392,7 +394,7 @@ class Sender:
         return "sent"
 
     @contextlib.asynccontextmanager
-    async def _slot(self, row: dict[str, Any], limiter: SlidingWindowLimiter) -> AsyncIterator[None]:
+    async def _slot(self, row: dict[str, Any], limiter: SlidingWindowLimiter) -> AsyncIterator[Lease]:
         """A slot of the channel's limiter for one request (see the module docstring)."""
         channel_id = row["channel_id"]
         if row["priority"] > 0:
@@ -404,16 +406,13 @@ class Sender:
                 while self._urgent.get(channel_id):
                     await self._urgent_done.setdefault(channel_id, asyncio.Event()).wait()
                 await limiter.acquire()
-            try:
-                yield
-            finally:
-                limiter.release()
-            return
-        await limiter.acquire()
+        else:
+            await limiter.acquire()
+        lease = Lease()
         try:
-            yield
+            yield lease
         finally:
-            limiter.release()
+            limiter.release(lease.hold)
 
     async def _respect_hold(self, channel_id: int) -> None:
         """Wait while Meta's throttling holds this channel (see :meth:`_after_error`)."""
@@ -451,10 +450,12 @@ class Sender:
             row["channel_id"], row["rate_limit"] or self._settings.rate_limit_for(channel_type)
         )
         await self._respect_hold(row["channel_id"])
-        async with limiter.slot():
+        async with limiter.slot() as lease:
             result = await adapter.reply_to_comment(
                 self._wire, self._settings, self._account(row), row["payload"]["public_reply_to"], row["text"] or ""
             )
+            if result.in_doubt:
+                lease.in_doubt(self._settings.http_timeout_seconds)
         if not result.ok:
             assert result.error is not None
             return await self._after_error(row, result.error, result.retry_after)

@@ -122,6 +122,38 @@ def test_a_slot_frees_exactly_one_period_after_its_request_finished() -> None:
     assert limiter.reserve() == 0.0
 
 
+def test_a_request_in_doubt_keeps_its_slot_for_the_hold_too() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(1, clock=clock)
+    limiter.reserve()
+    clock.advance(2.0)  # timed out: it may still arrive within the next 2 s
+    limiter.release(hold=2.0)
+    clock.advance(2.0 + PERIOD - 1e-6)
+    assert limiter.reserve() == pytest.approx(1e-6)
+    clock.advance(1e-6)
+    assert limiter.reserve() == 0.0
+
+
+def test_a_held_slot_does_not_delay_slots_that_free_sooner() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(2, clock=clock)
+    limiter.reserve()
+    limiter.reserve()
+    limiter.release(hold=5.0)  # in doubt: counted until 5 s + one period from now
+    clock.advance(0.5)
+    limiter.release()  # answered later, but frees first
+    assert limiter.reserve() == pytest.approx(PERIOD)
+    clock.advance(PERIOD)
+    assert (limiter.reserve(), limiter.reserve()) == (0.0, pytest.approx(5.0 - 0.5))
+
+
+async def test_a_lease_marked_in_doubt_is_released_with_its_hold() -> None:
+    limiter = SlidingWindowLimiter(1, period=0.1, margin=0.0)
+    async with limiter.slot() as lease:
+        lease.in_doubt(0.3)
+    assert limiter.reserve() == pytest.approx(0.4, abs=0.05)
+
+
 def test_a_refused_reserve_takes_no_slot() -> None:
     clock = FakeClock()
     limiter = SlidingWindowLimiter(1, clock=clock)

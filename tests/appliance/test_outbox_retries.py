@@ -86,6 +86,21 @@ async def test_a_timeout_is_retried_then_sent(
     assert (row["status"], bodies(graph_api, PAGE_ID)) == ("sent", [expected_body("messenger", message_id)] * 2)
 
 
+async def test_a_send_that_timed_out_keeps_its_rate_slot_for_the_timeout_as_well(
+    settings: Settings, workspace: Workspace, graph_api: GraphStandIn
+) -> None:
+    # Meta may count a request we gave up on whenever it gets there, so at 1 send per second the
+    # retry waits the timeout (0.3 s) and then the second and its margin, after the timeout.
+    graph_api.rate_limits[PAGE_ID] = 1
+    graph_api.fail_next(PAGE_ID, Scripted(status=200, body=b"{}", delay=0.8))
+    async with running_app(tuned(settings, http_timeout_seconds=0.3), workspace) as app:
+        message_id = queue_to(workspace, app.app.state.runtime, "messenger", rate_limit=1)
+        row = await settled(workspace, message_id)
+    first, retry = graph_api.sends_to(PAGE_ID)
+    assert (row["status"], graph_api.violations) == ("sent", [])
+    assert retry.at - first.at >= 0.3 + 0.3 + 1.0
+
+
 # (channel, code, subcode, HTTP status, Meta's message)
 PERMANENT = [
     ("messenger", 10, 2018278, 400, "(#10) This message is sent outside of allowed window."),

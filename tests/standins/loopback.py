@@ -30,6 +30,10 @@ __all__ = ["LoopbackStandIn", "StandInHandler", "json_or_none"]
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: a burst of new connections (a sender opening
+    # 50 at once) overflowed it, the kernel dropped SYNs and clients retried them a second
+    # later, so requests sat in the accept queue past their timeout. Meta accepts far more.
+    request_queue_size = 128
     quiet_errors = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
