@@ -79,10 +79,11 @@ _ATTACHMENTS_JSON = json.JSONEncoder(ensure_ascii=False).encode
 def insert_message(db: Database, values: dict[str, Any]) -> int | None:
     """Insert one message row; ``None`` when its ``(channel_id, external_id)`` already exists."""
     row = dict(values)
-    row.setdefault("payload", {})
-    row.setdefault("attachments", [])
-    row["payload"] = _PAYLOAD_JSON(row["payload"])
-    row["attachments"] = _ATTACHMENTS_JSON(row["attachments"])
+    payload = row.setdefault("payload", {})
+    attachments = row.setdefault("attachments", [])
+    # Most messages carry neither (a text and its reply): their JSON is known without encoding.
+    row["payload"] = "{}" if payload == {} else _PAYLOAD_JSON(payload)
+    row["attachments"] = "[]" if attachments == [] else _ATTACHMENTS_JSON(attachments)
     row.setdefault("updated_at", row["created_at"])
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)

@@ -2,10 +2,13 @@
 (``inbox.open_conversation_for`` + ``record_inbound(fresh=True)``, one UPDATE fewer on the
 ingest path) ends exactly as ``ensure_conversation`` + ``record_inbound`` leave it: the same
 conversation row, the same inbox counts and the same events, for a message that counts as
-unread, one that does not (a reaction), and a duplicate (nothing stored)."""
+unread, one that does not (a reaction), and a duplicate (nothing stored). And
+``insert_message`` stores a message's payload and attachments as the JSON encoders give them,
+empty ones (written without encoding) included."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -68,3 +71,25 @@ def test_a_fresh_conversation_ends_as_ensure_conversation_leaves_it(workspace: W
         assert plain_dup["counts"][0]["conversations"] == 2
 
     workspace.gateway.write_sync(run)
+
+
+def test_payload_and_attachments_are_stored_as_encoded(workspace: Workspace) -> None:
+    cases = [({}, []), ({"b": "é", "a": [1, {}]}, [{"type": "image", "url": "https://x/é"}]), ({"flow": {}}, [{}])]
+
+    def run(db: Any) -> list[tuple[str, str]]:
+        channel_id = connect_channel(db, channel_type="messenger", external_id="page-json", token_enc="t",
+                                     name=None, waba_id=None, page_id=None, rate_limit=None, now=NOW)["id"]
+        contact_id, _ = contacts.upsert_contact(db, channel_id, ContactRef(external_id="psid-json"), NOW)
+        conversation_id = inbox.ensure_conversation(db, contact_id, channel_id, NOW)
+        stored = []
+        for n, (payload, attachments) in enumerate(cases):
+            message_id = inbox.insert_message(db, {**_message(contact_id, channel_id, f"mid.json{n}"),
+                                                   "conversation_id": conversation_id, "payload": payload,
+                                                   "attachments": attachments})
+            row = one(db, "SELECT payload, attachments FROM messages WHERE id = ?", [message_id])
+            stored.append((row["payload"], row["attachments"]))  # type: ignore[index]
+        return stored
+
+    assert workspace.gateway.write_sync(run) == [
+        (json.dumps(payload, ensure_ascii=False, sort_keys=True), json.dumps(attachments, ensure_ascii=False))
+        for payload, attachments in cases]
