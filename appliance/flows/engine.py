@@ -315,6 +315,27 @@ class _Machine:
         )
 
     def message(self, step_id: str, doc: MessageStep) -> str | None:
+        plain = not (doc.buttons or doc.quick_replies or doc.cards)
+        # Most messages are plain text: no generators to build and run over empty lists.
+        buttons, replies, cards = ((), (), ()) if plain else self.options(step_id, doc)
+        was_private = self.send(
+            step_id, text=self.render(doc.text) or None,
+            media={"type": doc.media.type, "url": doc.media.url} if doc.media else None,
+            buttons=buttons, quick_replies=replies, cards=cards,
+        )
+        if not plain and _reply_buttons(doc):
+            self.wait("reply")
+            return None
+        self.complete(step_id)
+        if was_private and doc.next:
+            self.wait("comment_reply")
+            return None
+        return doc.next
+
+    def options(
+        self, step_id: str, doc: MessageStep,
+    ) -> tuple[tuple[OutButton, ...], tuple[OutButton, ...], tuple[OutCard, ...]]:
+        """A message's buttons, quick replies and cards, rendered, with this run's payloads."""
         buttons = tuple(self.out_button(step_id, b, "b", i) for i, b in enumerate(doc.buttons))
         replies = tuple(
             OutButton(title=self.render(q.title), payload=button_payload(self.state.run_id, step_id, "q", i))
@@ -328,19 +349,7 @@ class _Machine:
             )
             for c, card in enumerate(doc.cards)
         )
-        was_private = self.send(
-            step_id, text=self.render(doc.text) or None,
-            media={"type": doc.media.type, "url": doc.media.url} if doc.media else None,
-            buttons=buttons, quick_replies=replies, cards=cards,
-        )
-        if _reply_buttons(doc):
-            self.wait("reply")
-            return None
-        self.complete(step_id)
-        if was_private and doc.next:
-            self.wait("comment_reply")
-            return None
-        return doc.next
+        return buttons, replies, cards
 
     def act(self, action: Any) -> None:
         c = self.contact
