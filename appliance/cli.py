@@ -80,7 +80,7 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from appliance.app import create_app
-    from appliance.heap import freeze_startup_heap
+    from appliance.heap import freeze_startup_heap, raise_young_threshold
     from appliance.store.workspace import open_workspace
     from appliance.team.demo import ensure_demo_login
 
@@ -97,6 +97,7 @@ def _serve(settings: Settings) -> None:
         # SIGTERM after shutdown, so the `finally` below does not run on a clean stop.
         app = create_app(settings, workspace=workspace, close_workspace=True)
         freeze_startup_heap()
+        raise_young_threshold()  # BENCHMARKS.md, "Inbound message -> bot reply": GC cost per reply
         gc.enable()  # off since the first import of a serve process (appliance/__init__.py)
         uvicorn.run(
             app,
