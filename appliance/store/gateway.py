@@ -6,10 +6,13 @@ Store functions are small synchronous functions taking a ``sqlite_utils.Database
 - ``await gateway.read(fn, *args)`` on one of N reader connections (``query_only``). WAL lets
   readers run while the writer writes; each statement sees the latest committed state.
 - ``await gateway.write(fn, *args)`` on the single writer connection. The writer drains every
-  job waiting in its queue into one ``BEGIN IMMEDIATE`` transaction, gives each job its own
-  savepoint (a failing job rolls back alone and gets its exception), and commits once: group
-  commit, so many small writes share one fsync. A job's future resolves only after COMMIT,
-  so "the write returned" means "the write is durable". The awaiting coroutines of one batch
+  job waiting in its queue into one ``BEGIN IMMEDIATE`` transaction, runs them one after
+  another and commits once: group commit, so many small writes share one fsync. A failing job
+  rolls back alone and gets its exception: when a job of a batch raises, the whole transaction
+  is rolled back and the batch runs again with each job in its own savepoint. Savepoints are
+  not taken on the way that succeeds because they are dear: each copies every page its job
+  changes (a third of the writer's CPU per bot reply, BENCHMARKS.md). A job's future resolves
+  only after COMMIT, so "the write returned" means "the write is durable". The awaiting coroutines of one batch
   are resumed by one callback per event loop (one wake-up of the loop, not one per job); a
   job whose caller was cancelled before the writer took it is not run.
 - ``read_sync`` / ``write_sync`` do the same from other threads (queue workers, CLI).
@@ -18,7 +21,9 @@ Store functions are small synchronous functions taking a ``sqlite_utils.Database
   when the oldest background job has waited ``BACKGROUND_MAX_WAIT`` seconds. Acknowledging a
   webhook is a foreground write and never queues behind a burst of processing.
 
-A write function must not call the gateway itself (it would wait for its own thread).
+A write function must not call the gateway itself (it would wait for its own thread). It may
+run twice, with the same arguments, when another job of its batch fails (only the second run's
+writes and result count), so its effects must stay inside the database it is given.
 """
 
 from __future__ import annotations
@@ -125,6 +130,8 @@ class _Job:
 
 _STOP = object()
 _WAKE = object()  # a background job arrived
+_RUN_APART = object()  # a job of the batch failed: run it again, each job in a savepoint
+_FAILED = object()  # every job's future has its error
 
 
 class Gateway:
@@ -255,46 +262,22 @@ class Gateway:
 
     def _run_jobs(self, batch: list[_Job]) -> bool:
         """The batch in one transaction; True once it committed (the outcomes are recorded
-        either way)."""
-        db = self._writer_db
-        conn = db.conn
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._fail_all(batch, exc)
+        either way). The jobs run together first; only if one fails, again each in its own
+        savepoint (see the module docstring)."""
+        conn = self._writer_db.conn
+        if not self._begin(batch):
             return False
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not batch:
             conn.execute("ROLLBACK")
             return False
-        # A lone job needs no savepoint: its failure rolls back the whole transaction, which
-        # holds nothing else (two statements fewer per lone write).
-        alone = len(batch) == 1
-        for index, job in enumerate(batch):
-            savepoint = f"job_{index}"
-            if not alone:
-                conn.execute(f"SAVEPOINT {savepoint}")
-            try:
-                result = job.fn(db, *job.args, **job.kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
-                if not conn.in_transaction:
-                    # The error ended the whole transaction (disk full, I/O error): the jobs
-                    # before it are gone too, so every job in the batch fails.
-                    self._fail_all(batch, exc)
-                    return False
-                error = self._unavailable(exc) if _disk_full(exc) else exc
-                if alone:
-                    conn.execute("ROLLBACK")
-                    job.future.set_exception(error)
-                    return False
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
-                outcomes.append((False, error))
-                continue
-            if not alone:
-                conn.execute(f"RELEASE {savepoint}")
-            outcomes.append((True, result))
+        outcomes = self._run_together(batch)
+        if outcomes is _RUN_APART:
+            if not self._begin(batch):
+                return False
+            outcomes = self._run_apart(batch)
+        if outcomes is _FAILED:
+            return False
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -308,6 +291,60 @@ class Gateway:
             else:
                 job.future.set_exception(value)
         return True
+
+    def _begin(self, batch: list[_Job]) -> bool:
+        try:
+            self._writer_db.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._fail_all(batch, exc)
+            return False
+        return True
+
+    def _run_together(self, batch: list[_Job]) -> Any:
+        """Every job with no savepoint: their outcomes, or ``_RUN_APART`` when one raised (the
+        transaction is rolled back), or ``_FAILED`` (every future has its error). A lone job's
+        error is its own: it fails at once, with nothing to run again."""
+        db = self._writer_db
+        conn = db.conn
+        outcomes: list[tuple[bool, Any]] = []
+        for job in batch:
+            try:
+                outcomes.append((True, job.fn(db, *job.args, **job.kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                if not conn.in_transaction:
+                    # The error ended the whole transaction (disk full, I/O error): every job
+                    # in the batch fails, as it would have with savepoints.
+                    self._fail_all(batch, exc)
+                    return _FAILED
+                conn.execute("ROLLBACK")
+                if len(batch) > 1:
+                    return _RUN_APART
+                job.future.set_exception(self._unavailable(exc) if _disk_full(exc) else exc)
+                return _FAILED
+        return outcomes
+
+    def _run_apart(self, batch: list[_Job]) -> Any:
+        """Every job in a savepoint of its own, so that a failing one rolls back alone: the
+        outcomes, or ``_FAILED`` when an error ended the whole transaction."""
+        db = self._writer_db
+        conn = db.conn
+        outcomes: list[tuple[bool, Any]] = []
+        for index, job in enumerate(batch):
+            savepoint = f"job_{index}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            try:
+                result = job.fn(db, *job.args, **job.kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                if not conn.in_transaction:
+                    self._fail_all(batch, exc)
+                    return _FAILED
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                conn.execute(f"RELEASE {savepoint}")
+                outcomes.append((False, self._unavailable(exc) if _disk_full(exc) else exc))
+                continue
+            conn.execute(f"RELEASE {savepoint}")
+            outcomes.append((True, result))
+        return outcomes
 
     def _fail_all(self, batch: list[_Job], exc: BaseException) -> None:
         conn = self._writer_db.conn

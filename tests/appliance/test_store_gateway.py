@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -98,6 +100,60 @@ async def test_a_failing_job_rolls_back_alone(gateway: Gateway) -> None:
     assert isinstance(results[2], sqlite3.IntegrityError)
     labels = await gateway.read(lambda db: [r[0] for r in db.execute("SELECT label FROM items ORDER BY id")])
     assert labels == ["first", "last"]
+
+
+async def _one_batch(gateway: Gateway, *jobs: tuple[Any, ...]) -> list[Any]:
+    """Run ``jobs`` (function and arguments) in one batch: queued while the writer is held."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(db: sqlite_utils.Database) -> None:
+        started.set()
+        release.wait(5)
+
+    blocker = asyncio.ensure_future(gateway.write(hold))
+    await asyncio.to_thread(started.wait, 5)
+    queued = [asyncio.ensure_future(gateway.write(*job)) for job in jobs]
+    await asyncio.sleep(0.05)
+    release.set()
+    await blocker
+    return list(await asyncio.gather(*queued, return_exceptions=True))
+
+
+async def test_a_batch_takes_savepoints_only_to_run_again_after_a_job_failed(gateway: Gateway) -> None:
+    statements: list[str] = []
+    runs: collections.Counter[str] = collections.Counter()
+
+    def counted(db: sqlite_utils.Database, label: str) -> int:
+        runs[label] += 1
+        return insert(db, label)
+
+    def failing(db: sqlite_utils.Database) -> None:
+        runs["failing"] += 1
+        insert(db, "half")
+        raise NotFound("nothing here")
+
+    gateway.write_sync(lambda db: db.conn.set_trace_callback(statements.append))
+    try:
+        assert len(await _one_batch(gateway, (counted, "a"), (counted, "b"))) == 2
+        assert runs == {"a": 1, "b": 1}
+        assert not [s for s in statements if "SAVEPOINT" in s]
+        statements.clear()
+        results = await _one_batch(gateway, (counted, "c"), (failing,), (counted, "d"))
+        # The failure rolled the batch back (the job after it had not run yet); the batch ran
+        # again with a savepoint per job, and only the failing job failed (its write undone,
+        # the others' kept, once).
+        assert isinstance(results[1], NotFound)
+        assert runs == {"a": 1, "b": 1, "c": 2, "failing": 2, "d": 1}
+        assert [s for s in statements if s.startswith(("SAVEPOINT", "ROLLBACK", "RELEASE"))] == [
+            "ROLLBACK", "SAVEPOINT job_0", "RELEASE job_0", "SAVEPOINT job_1", "ROLLBACK TO job_1",
+            "RELEASE job_1", "SAVEPOINT job_2", "RELEASE job_2"]
+        with pytest.raises(NotFound):  # a lone job that fails is not run again
+            await gateway.write(failing)
+        assert runs["failing"] == 3
+    finally:
+        gateway.write_sync(lambda db: db.conn.set_trace_callback(None))
+    labels = await gateway.read(lambda db: [r[0] for r in db.execute("SELECT label FROM items ORDER BY id")])
+    assert labels == ["a", "b", "c", "d"]
 
 
 async def test_cancelled_caller_does_not_break_the_writer(gateway: Gateway) -> None:
