@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,9 @@ async def test_concurrent_writes_share_commits_and_all_land(gateway: Gateway) ->
     assert await gateway.read(count) == 200
 
 
-async def test_one_batch_answers_callers_on_several_loops_and_threads(gateway: Gateway) -> None:
+@contextlib.asynccontextmanager
+async def writer_held(gateway: Gateway) -> AsyncIterator[None]:
+    """The writer busy with a job for the whole block: writes queued in it share the next batch."""
     started, release = threading.Event(), threading.Event()
 
     def hold(db: sqlite_utils.Database) -> None:
@@ -59,6 +63,14 @@ async def test_one_batch_answers_callers_on_several_loops_and_threads(gateway: G
 
     blocker = asyncio.ensure_future(gateway.write(hold))
     await asyncio.to_thread(started.wait, 5)
+    try:
+        yield
+    finally:
+        release.set()
+        await blocker
+
+
+async def test_one_batch_answers_callers_on_several_loops_and_threads(gateway: Gateway) -> None:
     # While the writer is held, callers on this loop, on another thread's loop and a plain
     # thread queue up: the next batch holds them all, and each gets its own answer.
     other: list[int] = []
@@ -69,13 +81,12 @@ async def test_one_batch_answers_callers_on_several_loops_and_threads(gateway: G
 
         other.extend(asyncio.run(writes()))
 
-    thread = threading.Thread(target=other_loop)
-    thread.start()
-    mine = [asyncio.ensure_future(gateway.write(insert, f"mine {i}")) for i in range(20)]
-    plain = gateway.submit_write(insert, "plain")
-    await asyncio.sleep(0.2)
-    release.set()
-    await blocker
+    async with writer_held(gateway):
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        mine = [asyncio.ensure_future(gateway.write(insert, f"mine {i}")) for i in range(20)]
+        plain = gateway.submit_write(insert, "plain")
+        await asyncio.sleep(0.2)
     ids = await asyncio.gather(*mine)
     await asyncio.to_thread(thread.join, 5)
     labels = await gateway.read(lambda db: dict(db.execute("SELECT id, label FROM items").fetchall()))
@@ -104,18 +115,9 @@ async def test_a_failing_job_rolls_back_alone(gateway: Gateway) -> None:
 
 async def _one_batch(gateway: Gateway, *jobs: tuple[Any, ...]) -> list[Any]:
     """Run ``jobs`` (function and arguments) in one batch: queued while the writer is held."""
-    started, release = threading.Event(), threading.Event()
-
-    def hold(db: sqlite_utils.Database) -> None:
-        started.set()
-        release.wait(5)
-
-    blocker = asyncio.ensure_future(gateway.write(hold))
-    await asyncio.to_thread(started.wait, 5)
-    queued = [asyncio.ensure_future(gateway.write(*job)) for job in jobs]
-    await asyncio.sleep(0.05)
-    release.set()
-    await blocker
+    async with writer_held(gateway):
+        queued = [asyncio.ensure_future(gateway.write(*job)) for job in jobs]
+        await asyncio.sleep(0.05)
     return list(await asyncio.gather(*queued, return_exceptions=True))
 
 
