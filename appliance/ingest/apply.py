@@ -40,7 +40,7 @@ from appliance.flows.runner import Followups, InboundFacts, Snapshot
 from appliance.contacts import store as contacts
 from appliance.inbox import store as inbox
 from appliance.ingest import journal
-from appliance.ingest.savepoint import savepoint
+from appliance.store.savepoint import savepoint
 from appliance.outbox import store as outbox
 from appliance.store.rows import scalar
 from appliance.timeutil import to_iso

@@ -43,7 +43,7 @@ from appliance.channels.events import ParsedWebhook, ParseProblem
 from appliance.flows.runner import Snapshot
 from appliance.ingest import journal
 from appliance.ingest.apply import ApplySummary, apply_delivery
-from appliance.ingest.savepoint import savepoint
+from appliance.store.savepoint import savepoint
 from appliance.metrics import Metrics
 from appliance.outbox import store as outbox
 from appliance.store.gateway import Gateway
@@ -112,17 +112,12 @@ def _apply_together(
     if not conn.in_transaction:
         return None
     snapshot = Snapshot(db)
-    conn.execute("SAVEPOINT apply_chunk")
     try:
-        summaries = [apply_delivery(db, item.journal_id, item.parsed, now, executors=executors,
-                                    snapshot=snapshot, unguarded=True) for item in items]
+        with savepoint(db, "apply_chunk"):
+            return [apply_delivery(db, item.journal_id, item.parsed, now, executors=executors,
+                                   snapshot=snapshot, unguarded=True) for item in items]
     except Exception:  # noqa: BLE001 - applied again the guarded way, which records it
-        if conn.in_transaction:
-            conn.execute("ROLLBACK TO apply_chunk")
-            conn.execute("RELEASE apply_chunk")
         return None
-    conn.execute("RELEASE apply_chunk")
-    return summaries
 
 
 def _apply_guarded(

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 from appliance.outbox import store
 from appliance.store.gateway import Gateway
+from appliance.store.savepoint import savepoint
 
 __all__ = ["NextClaims", "Recorder"]
 
@@ -63,32 +64,26 @@ def _run_each(db: Any, items: list[_Item]) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any] | None] = [None] * len(items)
     sent = [i for i, item in enumerate(items) if item.sent]
     if len(sent) > 1:
-        conn.execute("SAVEPOINT recorded_sends")
         try:
-            store.mark_sent_many(db, [(items[i].args, items[i].kwargs) for i in sent])
+            with savepoint(db, "recorded_sends"):
+                store.mark_sent_many(db, [(items[i].args, items[i].kwargs) for i in sent])
         except Exception:  # each one alone below, so that only a failing one fails
             if not conn.in_transaction:
                 raise
-            conn.execute("ROLLBACK TO recorded_sends")
         else:
             for i in sent:
                 outcomes[i] = (True, None)
-        conn.execute("RELEASE recorded_sends")
     for index, item in enumerate(items):
-        fn, args, kwargs = item.fn, item.args, item.kwargs
         if outcomes[index] is not None:
             continue
-        conn.execute("SAVEPOINT recorded_item")
         try:
-            value = fn(db, *args, **kwargs)
+            with savepoint(db, "recorded_item"):
+                value = item.fn(db, *item.args, **item.kwargs)
         except Exception as exc:  # handed to that item's caller
             if not conn.in_transaction:
                 raise  # the error ended the whole transaction: the gateway fails the job
-            conn.execute("ROLLBACK TO recorded_item")
-            conn.execute("RELEASE recorded_item")
             outcomes[index] = (False, exc)
             continue
-        conn.execute("RELEASE recorded_item")
         outcomes[index] = (True, value)
     return outcomes  # type: ignore[return-value]
 

@@ -29,7 +29,7 @@ from sqlite_utils import Database
 from appliance import events
 from appliance.errors import NotFound
 from appliance.inbox.store import STATUS_RANK, advance_status, insert_message
-from appliance.ingest.savepoint import savepoint
+from appliance.store.savepoint import savepoint
 from appliance.store.rows import many, one, scalar
 
 log = logging.getLogger("aat.outbox")

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from appliance.errors import ServiceUnavailable
+from appliance.store.savepoint import savepoint
 
 __all__ = ["Gateway", "wrap_database"]
 
@@ -330,19 +331,15 @@ class Gateway:
         conn = db.conn
         outcomes: list[tuple[bool, Any]] = []
         for index, job in enumerate(batch):
-            savepoint = f"job_{index}"
-            conn.execute(f"SAVEPOINT {savepoint}")
             try:
-                result = job.fn(db, *job.args, **job.kwargs)
+                with savepoint(db, f"job_{index}"):  # rolled back to on an error
+                    result = job.fn(db, *job.args, **job.kwargs)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
                 if not conn.in_transaction:
                     self._fail_all(batch, exc)
                     return _FAILED
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
                 outcomes.append((False, self._unavailable(exc) if _disk_full(exc) else exc))
                 continue
-            conn.execute(f"RELEASE {savepoint}")
             outcomes.append((True, result))
         return outcomes
 
