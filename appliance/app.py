@@ -38,6 +38,7 @@ from appliance.ingest import tasks as ingest_tasks
 from appliance.ingest.apply import ApplySummary
 from appliance.ingest.processor import JournalProcessor
 from appliance.ingest.routes import webhooks_meta
+from appliance.metrics import Metrics
 from appliance.outbox.sender import Sender
 from appliance.queue import InProcessConsumer, create_huey
 from appliance.runtime import Runtime
@@ -48,7 +49,7 @@ from appliance.team.routes import UserController, me
 from appliance.web.access_log import AccessLogMiddleware
 from appliance.web.api import runtime_dep
 from appliance.web.errors import exception_handlers
-from appliance.web.health import healthz, metrics, readyz
+from appliance.web import health
 from appliance.web.pages import SECURITY_HEADERS, WEB_PAGES, Denied, denied_response
 from appliance.web.pages.session import SESSION_PAGES
 from appliance.web.pages.templating import PagesTemplateEngine
@@ -119,9 +120,11 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     run_queue: bool = True,
     close_workspace: bool = False,
+    metrics: Metrics | None = None,
 ) -> Litestar:
     """Build the appliance. ``workspace``/``http_client`` let tests inject their own (a
-    workspace opened on a temp dir, a client whose base URLs point at local stand-ins).
+    workspace opened on a temp dir, a client whose base URLs point at local stand-ins);
+    ``metrics``, the counters the front door (``appliance.web.front``) counted into before.
 
     The lifespan closes what it opened; a given workspace only with ``close_workspace`` (the
     CLI passes its own and asks for that: uvicorn re-raises SIGTERM after shutdown, so code
@@ -131,7 +134,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         ws = workspace or await asyncio.to_thread(open_workspace, settings)
         client = http_client or _http_client(settings)
-        runtime = Runtime(settings=settings, workspace=ws, http=client)
+        runtime = Runtime(settings=settings, workspace=ws, http=client, metrics=metrics)
         runtime.processor = JournalProcessor(gateway=ws.gateway, metrics=runtime.metrics)
         runtime.sender = Sender(
             gateway=ws.gateway, settings=settings, user_agent=USER_AGENT, fields=ws.fields,
@@ -160,18 +163,18 @@ def create_app(
             *(asyncio.create_task(work) for feature in FEATURES for work in feature.workers(runtime)),
         ]
         consumer = None
-        if run_queue:
-            huey = create_huey(settings.data_dir)
-            ingest_tasks.register(huey, runtime)
-            flow_tasks.register(huey, runtime)
-            for feature in FEATURES:
-                feature.register_tasks(huey, runtime)
-            consumer = InProcessConsumer(huey, workers=1, periodic=True, check_worker_health=False)
-            consumer.start()
-        runtime.ready = True
-        preload()  # aiohttp for the sends, in a thread now that a restart no longer waits (transport.py)
-        log.info("appliance ready", extra={"version": __version__})
-        try:
+        try:  # from here a failed start stops the workers again, as a shutdown does
+            if run_queue:
+                huey = create_huey(settings.data_dir)
+                ingest_tasks.register(huey, runtime)
+                flow_tasks.register(huey, runtime)
+                for feature in FEATURES:
+                    feature.register_tasks(huey, runtime)
+                consumer = InProcessConsumer(huey, workers=1, periodic=True, check_worker_health=False)
+                consumer.start()
+            runtime.ready = True
+            preload()  # aiohttp for the sends, in a thread now that a restart no longer waits (transport.py)
+            log.info("appliance ready", extra={"version": __version__})
             yield
         finally:
             runtime.ready = False
@@ -205,7 +208,7 @@ def create_app(
                    exception_handlers={Denied: denied_response}, include_in_schema=False)
     return _Appliance(
         route_handlers=[
-            healthz, readyz, metrics, webhooks_meta, api, pages,
+            health.healthz, health.readyz, health.metrics, webhooks_meta, api, pages,
             create_static_files_router(path="/static", directories=[WEB_DIR / "static"], name="static",
                                        include_in_schema=False),
             *(route for feature in FEATURES for route in feature.public_routes),

@@ -75,14 +75,19 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
 
 def _serve(settings: Settings) -> None:
+    """Open and migrate the workspace, then listen with the front door (appliance/web/front.py):
+    it takes webhooks and answers ``/readyz`` at once, while the full app is built in a thread
+    and started (BENCHMARKS.md, "Footprint": restart-to-ready)."""
     # httpx's command-line client (rich, pygments) is kept out by appliance/__init__.py: here it
     # came too late, this module's own imports had loaded httpx already.
     import uvicorn
 
-    from appliance.app import create_app
-    from appliance.heap import freeze_startup_heap, raise_young_threshold
+    from appliance.errors import AatError
+    from appliance.ingest.receiver import WebhookReceiver
+    from appliance.metrics import Metrics
     from appliance.store.workspace import open_workspace
     from appliance.team.demo import ensure_demo_login
+    from appliance.web.front import FrontDoor
 
     workspace = open_workspace(settings)
     try:
@@ -93,23 +98,47 @@ def _serve(settings: Settings) -> None:
 
         workspace.gateway.write_sync(load_entitlements, settings)  # an unusable license stops here, plainly
         _banner(settings, workspace.master.generated_dev_key, demo)
-        # The lifespan closes the workspace (checkpointing the WAL): uvicorn re-raises
-        # SIGTERM after shutdown, so the `finally` below does not run on a clean stop.
-        app = create_app(settings, workspace=workspace, close_workspace=True)
-        freeze_startup_heap()
-        raise_young_threshold()  # BENCHMARKS.md, "Inbound message -> bot reply": GC cost per reply
-        gc.enable()  # off since the first import of a serve process (appliance/__init__.py)
-        uvicorn.run(
-            app,
+        metrics = Metrics()  # one set of counters: the door counts the deliveries it takes, the app the rest
+        door = FrontDoor(
+            workspace=workspace,
+            webhooks=WebhookReceiver(settings=settings, db=workspace.gateway, metrics=metrics),
+            build=lambda: _full_app(settings, workspace, metrics),
+            on_open=lambda app: app.state.runtime.wake_processor(),  # type: ignore[attr-defined]
+        )
+        server = uvicorn.Server(uvicorn.Config(
+            door,
             host=settings.host,
             port=settings.port,
+            lifespan="on",
             log_config=None,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=15,
-        )
+        ))
+        door.on_failure = lambda: setattr(server, "should_exit", True)
+        # uvicorn re-raises a SIGTERM it handled once it has shut down, so code after this line
+        # runs only when the server stopped by itself; the app's lifespan (or the door, when the
+        # app never opened) closes the workspace, checkpointing the WAL.
+        server.run()
+        if door.failure is not None:
+            raise AatError(f"the appliance failed to start: {door.failure}")
+        if not server.started:
+            sys.exit(3)  # uvicorn.run's "startup failure" (the address in use ...), logged by uvicorn
     finally:
         workspace.close()
+
+
+def _full_app(settings: Settings, workspace: Any, metrics: Any) -> Any:
+    """The Litestar app, built (in the door's thread) with the cyclic collector still off, then
+    the start-up heap frozen and the collector on again (appliance/__init__.py, heap.py)."""
+    from appliance.app import create_app
+    from appliance.heap import freeze_startup_heap, raise_young_threshold
+
+    app = create_app(settings, workspace=workspace, close_workspace=True, metrics=metrics)
+    freeze_startup_heap()
+    raise_young_threshold()  # BENCHMARKS.md, "Inbound message -> bot reply": GC cost per reply
+    gc.enable()  # off since the first import of a serve process (appliance/__init__.py)
+    return app
 
 
 def _banner(settings: Settings, dev_key: bool, demo: Any) -> None:

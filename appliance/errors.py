@@ -7,6 +7,7 @@
     ├── Unauthorized              unauthorized    401   no or unknown credentials
     ├── Forbidden                 forbidden       403   role too low, bad webhook signature
     ├── NotFound                  not_found       404
+    ├── MethodNotAllowed          method_not_allowed 405  (raw ASGI routes; ``Allow`` header)
     ├── Conflict                  conflict        409   the resource's state forbids it
     ├── PayloadTooLarge           payload_too_large 413
     ├── Unprocessable             invalid_request 422   well-formed but wrong (with details)
@@ -14,8 +15,9 @@
     ├── TooManyRequests           rate_limited    429   sign-in throttling
     └── ServiceUnavailable        unavailable     503   not ready, disk full
 
-Every error renders as ``{"error": {"code", "message", "details": [{"path", "message"}]}}``;
-a 503 also carries ``Retry-After``.
+Every error renders as ``{"error": {"code", "message", "details": [{"path", "message"}]}}``
+with the headers of :meth:`AatError.headers`: a 401 carries ``WWW-Authenticate``, a 405
+``Allow`` and a 503 ``Retry-After``.
 Messages say what is wrong and how to fix it; they never carry message text, names, phone
 numbers or tokens (they may be logged by code).
 """
@@ -31,6 +33,7 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "NotFound",
+    "MethodNotAllowed",
     "Conflict",
     "PayloadTooLarge",
     "Unprocessable",
@@ -65,6 +68,10 @@ class AatError(Exception):
     def to_body(self) -> dict[str, Any]:
         return error_body(self.code, self.message, self.details)
 
+    def headers(self) -> dict[str, str] | None:
+        """The response headers this error requires, if any."""
+        return {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+
 
 class BadRequest(AatError):
     status_code = 400
@@ -84,6 +91,20 @@ class Forbidden(AatError):
 class NotFound(AatError):
     status_code = 404
     default_code = "not_found"
+
+
+class MethodNotAllowed(AatError):
+    """The path exists but not for this method; ``allow`` lists the methods it takes."""
+
+    status_code = 405
+    default_code = "method_not_allowed"
+
+    def __init__(self, allow: str, message: str = "this method is not allowed on this path") -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
 
 
 class Conflict(AatError):
@@ -124,6 +145,9 @@ class ServiceUnavailable(AatError):
     ) -> None:
         super().__init__(message, code=code, details=details)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def error_body(code: str, message: str, details: list[Detail] | None = None) -> dict[str, Any]:

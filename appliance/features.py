@@ -9,10 +9,16 @@ A feature package (``appliance.ai``, ``appliance.integrations`` ...) exposes ``F
 - ``register_tasks(huey, runtime)``: huey tasks and periodic jobs;
 - ``workers(runtime)``: coroutines run as background tasks for the life of the app (cancelled
   at shutdown).
+
+A package whose modules are also used without the web framework (``entitlements``, ``privacy``,
+``backup``) keeps ``FEATURE`` in a ``feature`` module and exposes it with :func:`exports_of`, so
+that importing the package imports nothing: ``aat-appliance serve`` loads the entitlement in
+force and opens the front door (``appliance.web.front``) before Litestar is imported.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,7 +28,7 @@ if TYPE_CHECKING:
 
     from appliance.runtime import Runtime
 
-__all__ = ["Feature"]
+__all__ = ["Feature", "exports_of"]
 
 
 def _nothing(*_: Any) -> None:
@@ -41,3 +47,16 @@ class Feature:
     install: Callable[[Runtime], None] = _nothing
     register_tasks: Callable[[SqliteHuey, Runtime], None] = _nothing
     workers: Callable[[Runtime], list[Coroutine[Any, Any, None]]] = field(default=_no_workers)
+
+
+def exports_of(module: str, names: Sequence[str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` (PEP 562): each of ``names`` is ``module``'s attribute of that
+    name, imported on first use (``from appliance.backup import FEATURE`` works as before)."""
+    package = module.rpartition(".")[0]
+
+    def attribute(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return attribute

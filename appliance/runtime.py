@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from appliance.ingest.receiver import WebhookReceiver
 from appliance.metrics import Metrics
 from appliance.settings import Settings
 from appliance.store.gateway import Gateway
@@ -36,11 +37,15 @@ log = logging.getLogger("aat.runtime")
 
 
 class Runtime:
-    def __init__(self, *, settings: Settings, workspace: Workspace, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, *, settings: Settings, workspace: Workspace, http: httpx.AsyncClient, metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.workspace = workspace
         self.http = http
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
+        self.webhooks = WebhookReceiver(settings=settings, db=workspace.gateway, metrics=self.metrics,
+                                        wake=self.wake_processor)
         self.processor: JournalProcessor | None = None
         self.sender: Sender | None = None
         self.ready = False
@@ -60,6 +65,11 @@ class Runtime:
     @property
     def fields(self) -> FieldCipher:
         return self.workspace.fields
+
+    def wake_processor(self) -> None:
+        """A delivery was journaled: the processor (once it runs) applies it now."""
+        if self.processor is not None:
+            self.processor.wake()
 
     def wake_sender(self) -> None:
         if self.sender is not None:

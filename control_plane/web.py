@@ -91,7 +91,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 def _aat_error(_: Request[Any, Any, Any], exc: AatError) -> Response[Any]:
     if exc.status_code >= 500:
         log.error("request failed", extra={"code": exc.code, "cause": type(exc.__cause__).__name__})
-    return _json(exc.status_code, exc.to_body(), {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None)
+    return _json(exc.status_code, exc.to_body(), exc.headers())
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -7,9 +7,8 @@
   (``AAT_BACKUP_DIR``, ``AAT_BACKUP_INTERVAL_HOURS``, ``AAT_BACKUP_KEEP``).
 """
 
-from appliance.backup import tasks
-from appliance.features import Feature
-
-FEATURE = Feature(name="backup", register_tasks=tasks.register)
+from appliance.features import exports_of
 
 __all__ = ["FEATURE"]
+
+__getattr__ = exports_of("appliance.backup.feature", __all__)  # importing the package imports nothing

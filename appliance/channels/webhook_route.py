@@ -5,7 +5,9 @@ Both serve the path with Litestar's ``@asgi`` rather than regular handlers: ever
 passes here, and Litestar's per-request work (signature model, dependency injection, ``Request``
 and ``Response`` objects) cost more CPU than verifying and journaling it (BENCHMARKS.md). The
 app's middleware and exception handlers still apply, so a refusal raised here is the app's usual
-JSON error.
+JSON error. The module does not import Litestar: the appliance's front door
+(``appliance.web.front``) serves the path with it while the app is still being built, and
+renders the same errors itself.
 
 Contract of :func:`serve`:
 
@@ -13,23 +15,30 @@ Contract of :func:`serve`:
   soon as the announced or received length passes :data:`MAX_BODY_BYTES` (``on_too_large`` is
   called first, for the caller's counter), 400 for a non-numeric ``Content-Length``; then
   ``200 EVENT_RECEIVED`` (text/plain) once ``accept`` returns. ``accept`` verifies the signature
-  on those bytes and makes the delivery durable; whatever it raises is the answer.
+  on those bytes and makes the delivery durable; whatever it raises is the answer. A client that
+  disconnects before its body is in gets no answer and nothing is accepted.
 - ``GET``: Meta's verification handshake: the bare ``hub.challenge`` (200, text/plain) when
   ``hub.mode`` is ``subscribe`` and ``hub.verify_token`` equals ``verify_token`` (compared in
   constant time), otherwise 403 ``verification_failed``.
 - ``OPTIONS``: 204 with ``Allow: options_allow``; any other method 405 with
   ``Allow: GET, OPTIONS, POST``.
+
+Refusals are raised as :mod:`appliance.errors` (``BadRequest``, ``Forbidden``,
+``MethodNotAllowed``, ``PayloadTooLarge``).
 """
+
+from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
-from litestar.connection import ASGIConnection
-from litestar.exceptions import ClientException, InternalServerException, MethodNotAllowedException
-from litestar.types import Receive, Scope, Send
-from pydantic import SecretStr
+from appliance.errors import BadRequest, Forbidden, MethodNotAllowed, PayloadTooLarge
 
-from appliance.errors import Forbidden, PayloadTooLarge
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+    from pydantic import SecretStr
 
 __all__ = ["MAX_BODY_BYTES", "header", "serve"]
 
@@ -56,6 +65,8 @@ async def serve(
         except PayloadTooLarge:
             on_too_large()
             raise
+        except _Disconnected:
+            return  # nobody to answer; the server does not answer for us either
         await accept(scope, body)
         await _send_text(send, "EVENT_RECEIVED")
     elif method == "GET":
@@ -64,7 +75,7 @@ async def serve(
         await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", options_allow)]})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     else:
-        raise MethodNotAllowedException(headers={"Allow": "GET, OPTIONS, POST"})
+        raise MethodNotAllowed("GET, OPTIONS, POST")
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -82,8 +93,20 @@ async def _send_text(send: Send, text: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class _Disconnected(Exception):
+    """The client went away before its body was in."""
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    """The query parameters, the first value of each."""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+        params.setdefault(key, value)
+    return params
+
+
 def _handshake(scope: Scope, expected: SecretStr | None) -> str:
-    params = ASGIConnection(scope).query_params  # type: ignore[var-annotated]
+    params = _query(scope)
     token = params.get("hub.verify_token") or ""
     if (
         expected is not None
@@ -102,7 +125,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
         try:
             length = int(announced)
         except ValueError:
-            raise ClientException(f"Invalid content-length: {announced!r}") from None
+            raise BadRequest("the Content-Length header is not a number of bytes") from None
         if length > MAX_BODY_BYTES:
             raise PayloadTooLarge("the delivery is larger than 1 MiB")
     chunks: list[bytes] = []
@@ -119,4 +142,4 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         elif message["type"] == "http.disconnect":
-            raise InternalServerException("client disconnected prematurely")
+            raise _Disconnected

@@ -14,14 +14,8 @@
 - ``service``: the above as the routes and the job call them (scan on a reader, erase in one write).
 """
 
-from appliance.features import Feature
-from appliance.privacy import routes, tasks
-
-FEATURE = Feature(
-    name="privacy",
-    routes=[routes.ContactRightsController, routes.export_workspace_json],
-    public_routes=[routes.deletion_callback, routes.deletion_status],
-    register_tasks=tasks.register,
-)
+from appliance.features import exports_of
 
 __all__ = ["FEATURE"]
+
+__getattr__ = exports_of("appliance.privacy.feature", __all__)  # importing the package imports nothing

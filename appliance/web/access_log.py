@@ -4,7 +4,9 @@ The path is the matched route with its integer parameters filled in
 (``/api/v1/conversations/12/messages``); any other parameter stays a placeholder
 (``/data-deletion/{code}``) and the query string is never logged: both can carry what a client
 typed (the verify handshake sends the verify token in its query). The middleware runs only for
-requests that matched a route (Litestar applies app middleware per route handler).
+requests that matched a route (Litestar applies app middleware per route handler), and for the
+webhooks the front door answers before the app is built (``appliance.web.front``): it is plain
+ASGI and imports no Litestar at run time.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AccessLogMiddleware", "loggable_path"]
 

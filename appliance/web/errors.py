@@ -6,8 +6,8 @@ the same body: a body that is empty or not JSON is 400 ``invalid_json``, one tha
 match the schema 422 ``invalid_request`` with a ``details`` entry per problem, located by its
 dotted path (``template.name``); a body that is not UTF-8 or is nested too deeply for the
 decoder is 400 ``invalid_json`` too. Anything else is a 500 ``internal_error`` that is logged
-by type and stack only; a 401 always carries ``WWW-Authenticate: Bearer``, a 503
-(:class:`~appliance.errors.ServiceUnavailable`) ``Retry-After``.
+by type and stack only; a 401 always carries ``WWW-Authenticate: Bearer``; our errors carry
+the headers they name (:meth:`~appliance.errors.AatError.headers`: ``Retry-After`` ...).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 
-from appliance.errors import AatError, Detail, ServiceUnavailable, error_body
+from appliance.errors import AatError, Detail, error_body
 
 __all__ = ["exception_handlers"]
 
@@ -50,10 +50,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 def _aat_error(_: Request[Any, Any, Any], exc: AatError) -> Response[Any]:
     if exc.status_code >= 500:
         log.error("request failed", extra={"code": exc.code, "cause": type(exc.__cause__).__name__})
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    if isinstance(exc, ServiceUnavailable):
-        headers = {"Retry-After": str(exc.retry_after)}
-    return _json(exc.status_code, exc.to_body(), headers)
+    return _json(exc.status_code, exc.to_body(), exc.headers())
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -7,8 +7,7 @@ from litestar import Response, get
 from appliance.web.api import RuntimeDep
 from appliance.ingest import journal
 from appliance.outbox import store as outbox
-from appliance.store.migrate import pending_migrations
-from appliance.store.workspace import MIGRATION_SET
+from appliance.web.readiness import readiness
 
 __all__ = ["healthz", "readyz", "metrics"]
 
@@ -21,15 +20,9 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz")
 async def readyz(runtime: RuntimeDep) -> Response[dict[str, object]]:
-    """The database opens, answers, and has every migration applied."""
-    try:
-        pending = await runtime.db.read(pending_migrations, MIGRATION_SET)
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        return Response({"status": "unavailable", "reason": "database"}, status_code=503)
-    if pending or not runtime.ready:
-        return Response({"status": "unavailable", "reason": "starting" if not pending else "migrations"},
-                        status_code=503)
-    return Response({"status": "ready"}, status_code=200)
+    """The database opens, answers, and has every migration applied (``readiness``)."""
+    status, body = await readiness(runtime.db, started=runtime.ready)
+    return Response(body, status_code=status)
 
 
 def _stats(db: object) -> dict[str, object]:

@@ -103,21 +103,58 @@ def test_only_the_serve_command_starts_with_the_cyclic_collector_off() -> None:
     assert not _starts_server(["/venv/bin/aat-appliance"])
 
 
-def test_serve_builds_the_app_with_the_collector_off_then_freezes_and_turns_it_on(tmp_path) -> None:
+def test_serve_listens_before_litestar_is_imported_then_builds_the_app_with_the_collector_off(tmp_path) -> None:
     # The real `serve` command on a fresh data directory, in a fresh interpreter started as
-    # `python -m appliance.cli serve`; only uvicorn is replaced, by a module recording the
-    # collector's state at the moment the server would start listening.
+    # `python -m appliance.cli serve`; only uvicorn's server is replaced, by one that records the
+    # state when it would start listening, drives the front door's lifespan, asks /readyz, waits
+    # for the full app and stops it as uvicorn would.
     result = _run(f"""
-        import base64, gc, json, os, sys, types
+        import asyncio, base64, gc, json, os, sys, types
         sys.orig_argv = [sys.executable, "-m", "appliance.cli", "serve"]
         os.environ.update(AAT_MASTER_KEY=base64.b64encode(bytes(range(32))).decode(), AAT_LOG_LEVEL="warning")
         seen = {{}}
+
+        class Config:
+            def __init__(self, app, **options):
+                self.app, self.options = app, options
+
+        class Server:
+            def __init__(self, config):
+                self.config, self.started, self.should_exit = config, False, False
+
+            def run(self):
+                seen.update(listening=dict(collector_on=gc.isenabled(),
+                                           loaded=sorted(m for m in ("litestar", "jinja2", "httpx") if m in sys.modules)))
+                asyncio.run(self.serve(self.config.app))
+
+            async def serve(self, door):
+                events, answers, sent = asyncio.Queue(), asyncio.Queue(), []
+                lifespan = asyncio.create_task(door({{"type": "lifespan"}}, events.get, answers.put))
+                await events.put({{"type": "lifespan.startup"}})
+                seen["startup"] = (await answers.get())["type"]
+                self.started = True
+
+                async def receive():
+                    return {{"type": "http.request", "body": b"", "more_body": False}}
+
+                async def send(message):
+                    sent.append(message)
+
+                await door({{"type": "http", "method": "GET", "path": "/readyz", "headers": [], "query_string": b""}},
+                           receive, send)
+                seen["readyz"] = [sent[0]["status"], json.loads(sent[1]["body"])]
+                seen["ready_before_the_app"] = door.app is None
+                while door.app is None and door.failure is None:
+                    await asyncio.sleep(0.01)
+                from litestar import Litestar
+                seen.update(app=isinstance(door.app, Litestar), collector_on=gc.isenabled(),
+                            frozen=gc.get_freeze_count(), loaded=sorted(m for m in ("attr", "httpcore", "h11") if m in sys.modules))
+                await events.put({{"type": "lifespan.shutdown"}})
+                seen["shutdown"] = (await answers.get())["type"]
+                await lifespan
+
         fake = types.ModuleType("uvicorn")
-        def run(app, **options):
-            from litestar import Litestar
-            seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count(), app=isinstance(app, Litestar),
-                        loaded=sorted(m for m in ("attr", "httpcore", "h11") if m in sys.modules))
-        fake.run = run
+        fake.Config, fake.Server = Config, Server
         sys.modules["uvicorn"] = fake
         import appliance
         off_at_import = not gc.isenabled()
@@ -129,8 +166,14 @@ def test_serve_builds_the_app_with_the_collector_off_then_freezes_and_turns_it_o
         print(json.dumps(dict(seen, off_at_import=off_at_import)))
     """)
     assert result["off_at_import"] is True
-    assert result["app"] is True and result["enabled"] is True and result["frozen"] > 10_000
-    assert result["loaded"] == []  # built and about to serve without attrs (create_app's plugins) or httpcore
+    # Listening: webhooks and /readyz are answered by the front door, Litestar is not loaded yet.
+    assert result["listening"] == {"collector_on": False, "loaded": []}
+    assert result["startup"] == "lifespan.startup.complete"
+    assert result["readyz"] == [200, {"status": "ready"}] and result["ready_before_the_app"] is True
+    # Then the full app: built with the collector off, the heap frozen, the collector on again.
+    assert result["app"] is True and result["collector_on"] is True and result["frozen"] > 10_000
+    assert result["loaded"] == []  # built and serving without attrs (create_app's plugins) or httpcore
+    assert result["shutdown"] == "lifespan.shutdown.complete"
 
 
 def test_other_commands_keep_the_collector_on() -> None:

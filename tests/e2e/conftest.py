@@ -170,6 +170,12 @@ class Appliance:
                 time.sleep(0.02)
         raise AssertionError(f"the appliance was not ready in {READY_TIMEOUT} s:\n{self.stderr_tail()}")
 
+    def wait_open(self) -> None:
+        """Until the full app answers, not only the front door (``/readyz`` and the webhooks are
+        answered before the app is built; appliance/web/front.py holds other requests till then)."""
+        with httpx.Client(timeout=READY_TIMEOUT) as probe:
+            assert probe.get(f"{self.base_url}/metrics").status_code == 200, self.stderr_tail()
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, exactly like a crash or ``kill -9``."""
         assert self.proc is not None and self.running

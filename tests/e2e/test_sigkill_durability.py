@@ -324,6 +324,7 @@ def outbox_crash(module_appliances: Appliances, request: pytest.FixtureRequest) 
     assert not any(outcome.sends_of(role) for role in outcome.queued_at_kill)
 
     app.restart()
+    app.wait_open()  # the grace period runs from the sender's start, with the full app
     # Meta reports two of the in-flight sends within the grace period.
     echo = messenger_body(OUT_PAGE_ID, [messenger_echo(OUT_PAGE_ID, PSID_ECHO, "m_echoed_1", "first reply",
                                                        metadata=f"aat:{ids['in_flight_echo']}")])
