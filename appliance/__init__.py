@@ -19,7 +19,8 @@ def _starts_server(argv: list[str]) -> bool:
 # Nearly every object the serve command's start-up makes (modules, classes, routes, the app) lives
 # as long as the process; the cyclic collector still ran ~250 times over them, about 0.1 CPU-s of
 # every restart (BENCHMARKS.md, "Footprint"), to free a few hundred objects. It is off from here
-# until ``cli._serve`` has built the app and frozen that heap (appliance/heap.py), then on again.
+# until ``cli._full_app`` has built the app (in the front door's thread, appliance/web/front.py)
+# and frozen that heap (appliance/heap.py), then on again.
 if _starts_server(sys.orig_argv):
     gc.disable()
 

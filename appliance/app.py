@@ -126,9 +126,10 @@ def create_app(
     workspace opened on a temp dir, a client whose base URLs point at local stand-ins);
     ``metrics``, the counters the front door (``appliance.web.front``) counted into before.
 
-    The lifespan closes what it opened; a given workspace only with ``close_workspace`` (the
-    CLI passes its own and asks for that: uvicorn re-raises SIGTERM after shutdown, so code
-    after ``uvicorn.run`` never runs, and the WAL must still be checkpointed)."""
+    The lifespan closes what it opened, after a failed start as well; a given workspace only
+    with ``close_workspace`` (the CLI passes its own and asks for that: uvicorn re-raises
+    SIGTERM after shutdown, so code after the server's run never runs, and the WAL must still be
+    checkpointed)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -43,7 +43,6 @@ __all__ = ["FrontDoor", "AppFailed"]
 log = logging.getLogger("aat.front")
 
 _JSON = (b"content-type", b"application/json")
-_LIFESPAN_SCOPE = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
 
 
 class AppFailed(Exception):
@@ -118,6 +117,7 @@ class FrontDoor:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup: the workspace is open, so the door is ready now
+        log.info("front door open: webhooks are journaled, the app is starting")
         self._running = asyncio.create_task(self._run_app(), name="full-app")
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
@@ -157,7 +157,8 @@ class _Lifespan:
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task = asyncio.create_task(
-            app(dict(_LIFESPAN_SCOPE), self._to_app.get, self._from_app.put),  # type: ignore[arg-type]
+            app({"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}},  # type: ignore[arg-type]
+                self._to_app.get, self._from_app.put),
             name="full-app-lifespan",
         )
 

@@ -46,7 +46,8 @@ def test_undeliverable_events_become_dead_letters_and_replay_delivers_them(cp: C
     wait_for(lambda: [d for d in cp.deliveries(tenant=tenant) if d["id"] == dead[0]["id"]
                       and d["status"] == "delivered"], what="the replayed delivery")
     api = cp.tenant_api(tenant)
-    conversations = api.get("/api/v1/conversations").json()["items"]
+    # Delivered is journaled: the appliance, just back up, applies it when its app has opened.
+    conversations = wait_for(lambda: api.get("/api/v1/conversations").json()["items"], what="the replayed event applied")
     assert [c["contact"]["external_id"] for c in conversations] == ["psid-dead"]
     again = cp.admin("POST", f"/deliveries/{dead[0]['id']}/replay")
     assert again.status_code == 409 and again.json()["error"]["code"] == "not_dead"
