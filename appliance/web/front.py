@@ -17,7 +17,8 @@ early). Once the app is open, every request goes to it. If the app fails to buil
 failure is logged and kept in :attr:`FrontDoor.failure`, ``on_failure`` is called (``serve`` stops
 the server and exits with the reason), waiting requests get 503 ``unavailable``, and the door
 closes the workspace the app did not take. On shutdown the door stops the app (which closes the
-workspace) or, when it never opened, closes the workspace itself.
+workspace) or, when it never opened, closes the workspace itself (a request still waiting then
+gets 503 too).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class FrontDoor:
         if self._app is not None:
             await self._app(scope, receive, send)
         elif scope["type"] == "http":
-            await _send_error(send, ServiceUnavailable("the appliance failed to start; see its log"))
+            reason = "failed to start; see its log" if self.failure is not None else "is shutting down"
+            await _send_error(send, ServiceUnavailable(f"the appliance {reason}"))
 
     async def _answer_early(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer what the door answers itself; False for what waits for the app."""

@@ -167,10 +167,10 @@ def _answers(door: Served, body: bytes) -> list[tuple[Any, ...]]:
 def test_the_door_answers_webhooks_exactly_as_the_app_does(
     served: Callable[..., Served], workspace: Workspace, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="aat.access")
     door = served()
     body = fixture_bytes("whatsapp_text")
-    with caplog.at_level(logging.INFO, logger="aat.access"):
-        before = _answers(door, body)
+    before = _answers(door, body)
     door.open_gate()
     after = _answers(door, body)
 
@@ -180,8 +180,12 @@ def test_the_door_answers_webhooks_exactly_as_the_app_does(
     assert before[9][3] == "GET, OPTIONS, POST" and before[8][3] == "GET, OPTIONS"
     assert '"code":"invalid_signature"' in before[1][-1] and '"code":"method_not_allowed"' in before[9][-1]
     # The door's access log lines are the app's: the route, the status; never the query (the token).
-    lines = [(r.method, r.path, r.status) for r in caplog.records if r.name == "aat.access"]  # type: ignore[attr-defined]
-    assert lines == [(answer[0], "/webhooks/meta", answer[1]) for answer in before]
+    # (A line is written after its response is sent: wait for the last ones.)
+    def lines() -> list[tuple[str, str, int]]:
+        return [(r.method, r.path, r.status) for r in caplog.records if r.name == "aat.access"]  # type: ignore[attr-defined]
+
+    wait_for(lambda: len(lines()) >= 2 * len(before), what="every request's access log line")
+    assert lines() == 2 * [(answer[0], "/webhooks/meta", answer[1]) for answer in before]
     assert VERIFY_TOKEN not in caplog.text
     wait_for(lambda: _pending(workspace) == 0, what="the journal processor")
     assert len(_messages(workspace)) == 1  # delivered twice (before and after), stored once
@@ -222,3 +226,26 @@ def test_serve_exits_with_the_reason_when_the_app_cannot_start_after_the_door_op
     assert errors == ["error: the appliance failed to start: OperationalError: unable to open database file"]
     assert "Traceback" not in proc.stderr
     assert not list(data.glob("workspace.db-wal"))  # closed and checkpointed by the door
+
+
+def test_a_stop_before_the_app_opened_keeps_what_the_door_journaled_and_closes_the_workspace(
+    served: Callable[..., Served], settings: Settings, workspace: Workspace,
+) -> None:
+    from appliance.store.workspace import open_workspace
+
+    door = served()
+    body = fixture_bytes("instagram_text")
+    assert door.http.post("/webhooks/meta", content=body, headers=signed_headers(body)).status_code == 200
+    door.server.should_exit = True  # SIGTERM while the app is still being built
+    time.sleep(0.2)
+    door.gate.set()  # the build finishes; the app is not started any more
+    door.thread.join(timeout=30)
+    assert not door.thread.is_alive()
+    assert door.door.app is None and door.door.failure is None
+    with pytest.raises(Exception, match="the database is closed"):
+        workspace.gateway.read_sync(journal.lag)
+    reopened = open_workspace(settings)
+    try:
+        assert reopened.gateway.read_sync(journal.lag)["pending"] == 1  # applied by the next start
+    finally:
+        reopened.close()
