@@ -113,9 +113,11 @@ def _cpu_s(pid: int) -> float:
     return times.user + times.system
 
 
-def _start(name: str, argv: list[str], env: dict[str, str], port: int, work: Path) -> tuple[Server, float, float]:
-    """The running server, seconds from process start to ready, and CPU seconds it used to get there."""
-    server = Server(name, argv, env, port, work, work / f"{name}.log").start()
+def _start(name: str, argv: list[str], env: dict[str, str], port: int, work: Path,
+           cwd: Path | None = None) -> tuple[Server, float, float]:
+    """The running server (run in ``cwd``, default ``work``; its log in ``work``), seconds from
+    process start to ready, and CPU seconds it used to get there."""
+    server = Server(name, argv, env, port, cwd or work, work / f"{name}.log").start()
     try:
         ready = wait_ready(server)
         cpu = _cpu_s(server.proc.pid)

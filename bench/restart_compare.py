@@ -72,7 +72,8 @@ def main() -> int:
     print(f"before: {args.before}; after: this tree ({code_version()})", flush=True)
 
     port = free_port()
-    server, _, _ = _start("cold", _argv(port, data_dir), envs["after"], port, trees["after"])
+    # cwd: `python -m` puts it first on sys.path, so each side runs in its own tree.
+    server, _, _ = _start("cold", _argv(port, data_dir), envs["after"], port, work, cwd=trees["after"])
     try:
         _populate(port, args.deliveries)
     finally:
@@ -82,7 +83,7 @@ def main() -> int:
     samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     for n in range(args.rounds):
         for side in (("before", "after") if n % 2 == 0 else ("after", "before")):
-            server, ready, cpu = _start(f"{side}-{n}", _argv(port, data_dir), envs[side], port, trees[side])
+            server, ready, cpu = _start(f"{side}-{n}", _argv(port, data_dir), envs[side], port, work, cwd=trees[side])
             try:
                 opened = _after_ready(server, next(at_ready))
             finally:
