@@ -12,7 +12,7 @@ import gc
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -24,6 +24,12 @@ from appliance.cli_options import data_dir_option
 from appliance.cli_options import settings_for as _settings
 from appliance.settings import Settings
 from appliance.timeutil import iso_now
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from appliance.metrics import Metrics
+    from appliance.store.workspace import Workspace
 
 __all__ = ["main"]
 
@@ -128,7 +134,7 @@ def _serve(settings: Settings) -> None:
         workspace.close()
 
 
-def _full_app(settings: Settings, workspace: Any, metrics: Any) -> Any:
+def _full_app(settings: Settings, workspace: Workspace, metrics: Metrics) -> Litestar:
     """The Litestar app, built (in the door's thread) with the cyclic collector still off, then
     the start-up heap frozen and the collector on again (appliance/__init__.py, heap.py)."""
     from appliance.app import create_app
