@@ -45,7 +45,7 @@ class Runtime:
         self.http = http
         self.metrics = metrics or Metrics()
         self.webhooks = WebhookReceiver(settings=settings, db=workspace.gateway, metrics=self.metrics,
-                                        wake=self.wake_processor)
+                                        journaled=self._journaled)
         self.processor: JournalProcessor | None = None
         self.sender: Sender | None = None
         self.ready = False
@@ -70,6 +70,11 @@ class Runtime:
         """A delivery was journaled: the processor (once it runs) applies it now."""
         if self.processor is not None:
             self.processor.wake()
+
+    def _journaled(self, journal_id: int, body: bytes) -> None:
+        """A delivery was journaled: handed to the processor (once it runs) to apply now."""
+        if self.processor is not None:
+            self.processor.hand(journal_id, body)
 
     def wake_sender(self) -> None:
         if self.sender is not None:

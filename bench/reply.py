@@ -239,7 +239,7 @@ async def main_async(args: argparse.Namespace) -> int:
             warmup = build_events(n, args.warmup, 0, now)
             events = build_events(n, args.events, args.warmup, now)
             order = SIDES[(n - 1) % 2:] + SIDES[:(n - 1) % 2]
-            for name in order:
+            for name in (side for side in order if side in args.sides):
                 runs.append(await run_side(name, f"r{n}", warmup, events, sink, args, work, master_key))
         if args.py_spy:
             raw = RESULTS_DIR / f"reply-profile-{args.py_spy}-{stamp}.txt"
@@ -315,6 +315,8 @@ def main() -> int:
                         help="seconds to wait for a reply before counting it missing (default 60)")
     parser.add_argument("--grace", type=float, default=1.0,
                         help="seconds after the last reply in which duplicates are still counted (default 1)")
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES),
+                        help="which sides to run (default both; one side alone has no ratio)")
     parser.add_argument("--py-spy", choices=SIDES, default=None,
                         help="also run this side once under py-spy record --gil and print where the time goes")
     parser.add_argument("--py-spy-bin", default=shutil.which("py-spy") or str(VENV_BIN / "py-spy"))

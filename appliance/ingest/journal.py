@@ -17,6 +17,7 @@ from appliance.store.rows import many, one
 __all__ = [
     "append",
     "pending",
+    "pending_and_last_id",
     "is_pending",
     "still_pending",
     "finish",
@@ -45,6 +46,13 @@ def pending(db: Database, limit: int) -> list[dict[str, Any]]:
         "SELECT id, body, received_at FROM webhook_journal WHERE state = 'pending' ORDER BY id LIMIT ?",
         [limit],
     )
+
+
+def pending_and_last_id(db: Database, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``limit`` pending rows (:func:`pending`), and the journal's last id read just before
+    them (0 when it was empty): a row journaled later has a greater id than both."""
+    last = int(db.execute("SELECT coalesce(max(id), 0) FROM webhook_journal").fetchone()[0])
+    return pending(db, limit), last
 
 
 def is_pending(db: Database, journal_id: int) -> bool:

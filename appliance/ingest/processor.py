@@ -16,6 +16,18 @@ them to the sender as soon as the job has committed: no separate claim transacti
 for the sender's next round. A crash between the commit and the send leaves them ``sending``,
 in doubt, exactly like a crash after the sender's own claim (``outbox.recover_in_doubt``).
 
+Hand-off: the webhook receiver hands every delivery it journaled (its id and body) to the
+processor right after the commit (:meth:`JournalProcessor.hand`). While the processor is caught
+up with the journal, its run loop applies the handed rows that follow on from the last row it
+took, in id order, without reading the journal again: a conversation's next message costs no
+read on a reader thread and no wait for one. It reads the journal instead when it is not caught
+up (after a start, a failed batch, or a burst of more than a batch or ``HAND_OFF_MAX_BYTES``),
+when the handed rows do not follow on (a row journaled some other way: by the front door before
+the app opened, by ``aat-appliance journal retry``), and at least every ``JOURNAL_LOOK_SECONDS``
+(so that a retried row is not passed over). Either way a row is applied once: the apply job
+checks that it is still pending. :meth:`JournalProcessor.process_pending` always reads the
+journal.
+
 Priority (see :meth:`JournalProcessor.under_pressure`): replay runs at the same priority as
 everything else, so a conversation's next reply is not held back, unless deliveries arrive
 faster than replay applies them (a delivery in the last ``BUSY_WINDOW_SECONDS`` and a full
@@ -28,6 +40,7 @@ priority again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 import logging
@@ -167,6 +180,11 @@ MAX_LAG_SECONDS = 10.0
 YIELD_FACTOR = 2.0
 BUSY_WINDOW_SECONDS = 0.05
 
+# The hand-off (module docstring): the bodies kept in memory at most (beyond, and beyond a batch
+# of rows, the journal is read instead), and how often the journal is read all the same.
+HAND_OFF_MAX_BYTES = 1 << 20
+JOURNAL_LOOK_SECONDS = 1.0
+
 # Events applied per writer job. Webhook acknowledgements queue behind the job on the one
 # writer thread, so a job must stay short; small deliveries still share a commit.
 EVENTS_PER_JOB = 25
@@ -191,7 +209,7 @@ def _chunks(parsed: list[_Parsed]) -> list[list[_Parsed]]:
 class JournalProcessor:
     def __init__(
         self, *, gateway: Gateway, metrics: Metrics, batch: int = 64,
-        executors: frozenset[str] = frozenset(),
+        executors: frozenset[str] = frozenset(), journal_look_seconds: float = JOURNAL_LOOK_SECONDS,
     ) -> None:
         self._db = gateway
         self.executors = executors
@@ -204,11 +222,49 @@ class JournalProcessor:
         self._pressure = False
         self.listeners: list[SummaryListener] = []
         self.sender: ReplySender | None = None  # set: replies are claimed in the apply job
+        # The hand-off (module docstring): rows journaled since, in id order; the id of the last
+        # row taken while caught up with the journal (None: read the journal next).
+        self._handed: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._handed_bytes = 0
+        self._follows: int | None = None
+        self._journal_read_at = 0.0
+        self._journal_look_seconds = journal_look_seconds
 
     def wake(self) -> None:
         """A delivery was just acknowledged (called by the webhook handler)."""
         self._last_delivery = time.monotonic()
         self._wake.set()
+
+    def hand(self, journal_id: int, body: bytes) -> None:
+        """The delivery ``body`` was just journaled (committed) as row ``journal_id``: apply it
+        soon, from memory while caught up (the module docstring's hand-off). Call on the loop."""
+        if len(self._handed) >= self._batch or self._handed_bytes + len(body) > HAND_OFF_MAX_BYTES:
+            self._lose_track()  # a burst: the journal holds it, and is read instead
+        else:
+            self._handed.append((journal_id, body))
+            self._handed_bytes += len(body)
+        self.wake()
+
+    def _lose_track(self) -> None:
+        self._handed.clear()
+        self._handed_bytes = 0
+        self._follows = None
+
+    def _take_handed(self) -> list[tuple[int, bytes]] | None:
+        """The handed rows to apply next (up to a batch, following on from the last row taken),
+        ``[]`` when caught up with nothing handed, or None: read the journal."""
+        handed, follows = self._handed, self._follows
+        if follows is None or time.monotonic() - self._journal_read_at >= self._journal_look_seconds:
+            return None
+        while handed and handed[0][0] <= follows:  # taken from the journal already
+            self._handed_bytes -= len(handed.popleft()[1])
+        if handed and handed[0][0] != follows + 1:
+            return None  # a row in between was journaled some other way
+        taken: list[tuple[int, bytes]] = []
+        while handed and len(taken) < self._batch and handed[0][0] == follows + 1 + len(taken):
+            taken.append(handed.popleft())
+            self._handed_bytes -= len(taken[-1][1])
+        return taken
 
     def _deliveries_flowing(self) -> bool:
         return time.monotonic() - self._last_delivery < BUSY_WINDOW_SECONDS
@@ -229,7 +285,7 @@ class JournalProcessor:
             self._wake.clear()
             started = time.monotonic()
             try:
-                processed = await self.process_pending()
+                processed = await self._process_next()
             except Exception:  # noqa: BLE001 - keep ingesting; the row stays pending for a retry
                 log.exception("journal processing failed")
                 processed = 0
@@ -246,17 +302,46 @@ class JournalProcessor:
                         await self._wake.wait()
 
     async def process_pending(self) -> int:
-        """Process one batch of pending rows; returns how many rows were processed."""
+        """Process one batch of the rows the journal holds pending; returns how many rows
+        were processed."""
         async with self._lock:
-            return await self._process_batch()
+            return await self._tracking(self._process_journal())
 
-    async def _process_batch(self) -> int:
-        rows = await self._db.read(journal.pending, self._batch)
+    async def _process_next(self) -> int:
+        """The run loop's batch: the handed rows while caught up, else the journal's."""
+        async with self._lock:
+            taken = self._take_handed()
+            if taken is None:
+                return await self._tracking(self._process_journal())
+            if not taken:
+                return 0
+            self._lagging = self._pressure = False  # caught up: less than a batch was waiting
+            self._follows = taken[-1][0]
+            return await self._tracking(self._apply([_parse(journal_id, body) for journal_id, body in taken]))
+
+    async def _tracking(self, processing: Awaitable[int]) -> int:
+        """``processing``'s result; if it fails, the next batch is read from the journal (the
+        failed rows are still pending there)."""
+        try:
+            return await processing
+        except BaseException:
+            self._lose_track()
+            raise
+
+    async def _process_journal(self) -> int:
+        self._journal_read_at = time.monotonic()
+        rows, last_id = await self._db.read(journal.pending_and_last_id, self._batch)
+        # Caught up when this read holds every pending row: the next row to come is then the
+        # one after the journal's last (or after the last row read, if it is later).
+        self._follows = max(last_id, rows[-1]["id"] if rows else 0) if len(rows) < self._batch else None
         if not rows:
             return 0
-        parsed = [_parse(row["id"], row["body"]) for row in rows]
         self._lagging = (utcnow() - from_iso(rows[0]["received_at"])).total_seconds() > MAX_LAG_SECONDS
         self._pressure = self.under_pressure(len(rows))
+        return await self._apply([_parse(row["id"], row["body"]) for row in rows])
+
+    async def _apply(self, parsed: list[_Parsed]) -> int:
+        """Apply ``parsed`` chunk by chunk, announcing each chunk once it has committed."""
         write = self._db.write_background if self._pressure else self._db.write
         for chunk in _chunks(parsed):
             claim = self.sender.free_slots() if self.sender is not None else 0
@@ -265,7 +350,7 @@ class JournalProcessor:
                 self.sender.start_claimed(claimed)  # committed: send now, no claim round trip
             for summary in summaries:
                 await self._announce(summary)
-        return len(rows)
+        return len(parsed)
 
     async def _announce(self, summary: ApplySummary) -> None:
         """Count a committed row and tell the listeners (right after its chunk's commit)."""

@@ -38,18 +38,20 @@ class _Envelope(msgspec.Struct):
 
 class WebhookReceiver:
     """Answers one request to ``/webhooks/meta`` (``webhook_route.serve``'s contract): ``GET``
-    the handshake, ``POST`` a delivery verified, journaled durably, counted, and ``wake`` called
-    (the journal processor's; the front door's receiver has none, the processor reads what is
-    pending when it starts); ``OPTIONS`` 204 with ``Allow: GET, OPTIONS``.
+    the handshake, ``POST`` a delivery verified, journaled durably, counted, and handed to
+    ``journaled(journal_id, body)`` (the journal processor's hand-off; the front door's receiver
+    has none, the processor reads what is pending when it starts); ``OPTIONS`` 204 with
+    ``Allow: GET, OPTIONS``.
     Refusals are raised as :mod:`appliance.errors` for the caller to render."""
 
     def __init__(
-        self, *, settings: Settings, db: Gateway, metrics: Metrics, wake: Callable[[], None] = lambda: None,
+        self, *, settings: Settings, db: Gateway, metrics: Metrics,
+        journaled: Callable[[int, bytes], None] = lambda journal_id, body: None,
     ) -> None:
         self._settings = settings
         self._db = db
         self._metrics = metrics
-        self._wake = wake
+        self._journaled = journaled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await webhook_route.serve(
@@ -76,9 +78,9 @@ class WebhookReceiver:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             metrics.webhooks_rejected.labels(reason="not_json").inc()
             raise BadRequest("the body is not a JSON object", code="invalid_json") from exc
-        await self._db.write(journal.append, body, iso_now())
+        journal_id = await self._db.write(journal.append, body, iso_now())
         metrics.webhooks_received.labels(
             object=envelope.object if isinstance(envelope.object, str) and envelope.object in WEBHOOK_OBJECTS
             else "other"
         ).inc()
-        self._wake()
+        self._journaled(journal_id, body)
