@@ -32,6 +32,21 @@ def test_errors_are_standard_library_classes(db: sqlite_utils.Database) -> None:
         db.execute("SELECT * FROM missing")
 
 
+def test_parameters_are_stored_as_given(db: sqlite_utils.Database) -> None:
+    """None and bytes are bound through the identity adapters connection.py registers (a
+    speed-up): every type still stores as itself, NULL included, and a bytes subclass or a
+    registered adapter of its own is unaffected."""
+    db.execute("CREATE TABLE t (v)")
+    values = [None, b"\x00raw", b"", "text", "", 7, 2**62, 1.5, True, bytearray(b"ba"), memoryview(b"mv")]
+    for value in values:
+        db.execute("INSERT INTO t (v) VALUES (?)", [value])
+    stored = [row[0] for row in db.execute("SELECT v FROM t ORDER BY rowid")]
+    assert stored == [None, b"\x00raw", b"", "text", "", 7, 2**62, 1.5, 1, b"ba", b"mv"]
+    assert [row[0] for row in db.execute("SELECT typeof(v) FROM t ORDER BY rowid")] == [
+        "null", "blob", "blob", "text", "text", "integer", "integer", "real", "integer", "blob", "blob"]
+    assert db.execute("SELECT count(*) FROM t WHERE v IS NULL").fetchone()[0] == 1
+
+
 def test_sqlite_utils_probes_and_alter_work(db: sqlite_utils.Database) -> None:
     # supports_strict catches sqlite3.OperationalError internally; it must not escape.
     assert isinstance(db.supports_strict, bool)
