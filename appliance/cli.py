@@ -110,6 +110,7 @@ def _serve(settings: Settings) -> None:
             webhooks=WebhookReceiver(settings=settings, db=workspace.gateway, metrics=metrics),
             build=lambda: _full_app(settings, workspace, metrics),
             on_open=lambda app: app.state.runtime.wake_processor(),  # type: ignore[attr-defined]
+            open_webhooks=lambda app: app.state.runtime.webhooks,  # type: ignore[attr-defined]
         )
         server = uvicorn.Server(uvicorn.Config(
             door,

@@ -13,7 +13,10 @@ processor, sender, task queue) on the event loop. Until the app is open the door
   the spec's readiness is; the door only exists after that).
 
 Any other request waits for the app, then the app answers it (nothing is refused because it came
-early). Once the app is open, every request goes to it. If the app fails to build or start, the
+early). Once the app is open, every request goes to it, except ``/webhooks/meta`` when
+``open_webhooks`` gives the app's own receiver: the door then answers it with that receiver (which
+hands each delivery to the app's journal processor), as before, with no web framework in the way:
+a delivery is a reply's hottest inbound path, and the wire answer is the same (tested). If the app fails to build or start, the
 failure is logged and kept in :attr:`FrontDoor.failure`, ``on_failure`` is called (``serve`` stops
 the server and exits with the reason), waiting requests get 503 ``unavailable``, and the door
 closes the workspace the app did not take. On shutdown the door stops the app (which closes the
@@ -44,6 +47,7 @@ __all__ = ["FrontDoor", "AppFailed"]
 log = logging.getLogger("aat.front")
 
 _JSON = (b"content-type", b"application/json")
+_WEBHOOKS = "/webhooks/meta"
 
 
 class AppFailed(Exception):
@@ -55,7 +59,8 @@ class FrontDoor:
 
     ``build`` runs in a thread and returns the full ASGI app; ``on_open(app)`` is called on the
     event loop once it has started (``serve`` wakes the journal processor there, for deliveries
-    the door journaled while it started); ``on_failure()`` when it could not."""
+    the door journaled while it started); ``on_failure()`` when it could not. ``open_webhooks(app)``
+    gives the receiver that answers ``/webhooks/meta`` once the app is open (None: the app does)."""
 
     def __init__(
         self,
@@ -65,9 +70,12 @@ class FrontDoor:
         build: Callable[[], ASGIApp],
         on_open: Callable[[ASGIApp], None] = lambda app: None,
         on_failure: Callable[[], None] = lambda: None,
+        open_webhooks: Callable[[ASGIApp], WebhookReceiver] | None = None,
     ) -> None:
         self._workspace = workspace
-        self._webhooks = AccessLogMiddleware(_errors_as_json(webhooks))
+        self._webhooks = _answering(webhooks)
+        self._open_webhooks = open_webhooks
+        self._app_webhooks: ASGIApp | None = None  # once the app is open, when the door answers
         self._build = build
         self._on_open = on_open
         self.on_failure = on_failure
@@ -85,6 +93,11 @@ class FrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = self._app
         if app is not None:
+            webhooks = self._app_webhooks
+            if webhooks is not None and scope["type"] == "http" and scope["path"] == _WEBHOOKS:
+                scope["path_template"] = _WEBHOOKS  # type: ignore[typeddict-unknown-key]  # for the access log
+                await webhooks(scope, receive, send)
+                return
             await app(scope, receive, send)
             return
         if scope["type"] == "lifespan":
@@ -102,7 +115,7 @@ class FrontDoor:
     async def _answer_early(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer what the door answers itself; False for what waits for the app."""
         path = scope["path"]
-        if path == "/webhooks/meta":
+        if path == _WEBHOOKS:
             scope["path_template"] = path  # type: ignore[typeddict-unknown-key]  # for the access log
             await self._webhooks(scope, receive, send)
             return True
@@ -145,6 +158,8 @@ class FrontDoor:
             if self.failure is not None:
                 self.on_failure()
             return
+        if self._open_webhooks is not None:
+            self._app_webhooks = _answering(self._open_webhooks(app))
         self._app = app
         self._opened.set()
         self._on_open(app)
@@ -198,6 +213,11 @@ def _reason(error: BaseException | None) -> str:
     if error is None:
         return "its lifespan ended without saying why"
     return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _answering(webhooks: WebhookReceiver) -> ASGIApp:
+    """The receiver as the full app answers with it: our errors as JSON, the access log line."""
+    return AccessLogMiddleware(_errors_as_json(webhooks))
 
 
 def _errors_as_json(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> ASGIApp:

@@ -36,7 +36,9 @@ GATE_TIMEOUT = 30.0
 class Served:
     """A door on uvicorn in a thread; ``open_gate()`` lets the full app's build finish."""
 
-    def __init__(self, settings: Settings, workspace: Workspace, *, fail: Exception | None = None) -> None:
+    def __init__(
+        self, settings: Settings, workspace: Workspace, *, fail: Exception | None = None, keep_webhooks: bool = True,
+    ) -> None:
         self.gate = threading.Event()
         self.failures: list[str] = []
         self.workspace = workspace
@@ -53,6 +55,8 @@ class Served:
             webhooks=WebhookReceiver(settings=settings, db=workspace.gateway, metrics=metrics),
             build=build,
             on_open=lambda app: app.state.runtime.wake_processor(),
+            # As serve does: the door keeps answering webhooks, with the app's receiver.
+            open_webhooks=(lambda app: app.state.runtime.webhooks) if keep_webhooks else None,
         )
         port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(self.door, host="127.0.0.1", port=port, lifespan="on",
@@ -164,11 +168,14 @@ def _answers(door: Served, body: bytes) -> list[tuple[Any, ...]]:
     return answers
 
 
+@pytest.mark.parametrize("keep_webhooks", [False, True], ids=["then-the-app", "then-the-door-with-the-apps-receiver"])
 def test_the_door_answers_webhooks_exactly_as_the_app_does(
-    served: Callable[..., Served], workspace: Workspace, caplog: pytest.LogCaptureFixture,
+    served: Callable[..., Served], workspace: Workspace, caplog: pytest.LogCaptureFixture, keep_webhooks: bool,
 ) -> None:
+    """Before the app opens the door answers; after, the app's Litestar route does, or (as in
+    ``serve``) the door again with the app's receiver: the same answers and log lines all three ways."""
     caplog.set_level(logging.INFO, logger="aat.access")
-    door = served()
+    door = served(keep_webhooks=keep_webhooks)
     body = fixture_bytes("whatsapp_text")
     before = _answers(door, body)
     door.open_gate()
