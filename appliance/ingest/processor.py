@@ -186,8 +186,11 @@ HAND_OFF_MAX_BYTES = 1 << 20
 JOURNAL_LOOK_SECONDS = 1.0
 
 # Events applied per writer job. Webhook acknowledgements queue behind the job on the one
-# writer thread, so a job must stay short; small deliveries still share a commit.
-EVENTS_PER_JOB = 25
+# writer thread, so a job must stay short; small deliveries still share a commit. Each job's
+# replies are claimed and sent as soon as it commits, so a shorter job also starts them sooner:
+# at 32 conversations, 12 gave a p99 of 96-115 ms where 25 gave 101-229 ms, at the same rate,
+# and 8 cost rate (BENCHMARKS.md, "Inbound message -> bot reply").
+EVENTS_PER_JOB = 12
 
 
 def _chunks(parsed: list[_Parsed]) -> list[list[_Parsed]]:
