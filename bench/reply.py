@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/reply.py [--rounds 5] [--events 3000] [--warmup 300] [--concurrency 32]
                                     [--pace reply|ack] [--commit REV] [--py-spy appliance|pywa]
+                                    [--sides appliance pywa]
 
 Two sides, each answering WhatsApp text messages with ``Hi <first name>, you said something!``
 through the same local Graph API stand-in (``bench/graph_sink.py``):
