@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlite_utils import Database
@@ -9,7 +12,7 @@ from sqlite_utils import Database
 from appliance.store.rows import many, scalar
 from appliance.timeutil import iso_now
 
-__all__ = ["EVENT_TYPES", "emit", "since", "latest_id", "purge"]
+__all__ = ["EVENT_TYPES", "batched", "emit", "since", "latest_id", "purge"]
 
 EVENT_TYPES = frozenset({
     "message.created", "message.updated", "conversation.updated", "conversation.assigned",
@@ -31,11 +34,46 @@ def emit(
 ) -> None:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
-    db.conn.execute(
-        """INSERT INTO events (type, conversation_id, contact_id, message_id, flow_id, run_id, user_id, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-        [type_, conversation_id, contact_id, message_id, flow_id, run_id, user_id, now or iso_now()],
-    )
+    row = [type_, conversation_id, contact_id, message_id, flow_id, run_id, user_id, now or iso_now()]
+    batch = _batch.get()
+    if batch is not None and batch[0] is db.conn:
+        batch[1].append(row)
+        return
+    db.conn.execute(_insert(1), row)
+
+
+_COLUMNS = "(type, conversation_id, contact_id, message_id, flow_id, run_id, user_id, created_at)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+# A batch is written with statements of these many rows, largest first: few distinct statement
+# texts, so the connection's statement cache keeps them all.
+_SIZES = (32, 8, 1)
+_INSERTS = {size: f"INSERT INTO events {_COLUMNS} VALUES " + ", ".join([_ROW] * size) for size in _SIZES}
+_batch: ContextVar[tuple[Any, list[list[Any]]] | None] = ContextVar("aat_events_batch", default=None)
+
+
+def _insert(size: int) -> str:
+    return _INSERTS[size]
+
+
+@contextmanager
+def batched(db: Database) -> Iterator[None]:
+    """Within the block, the events emitted on ``db`` (on this thread) are held and written
+    together, in the order emitted, when the block ends without an error: a few multi-row
+    statements instead of one per event (on the writer thread each statement hands the GIL over,
+    BENCHMARKS.md). When the block raises they are dropped, with the writes of the savepoint the
+    caller wraps it in. For a block that nothing inside rolls back in part and that reads no
+    events (the journal processor's unguarded chunk)."""
+    rows: list[list[Any]] = []
+    token = _batch.set((db.conn, rows))
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    done = 0
+    for size in _SIZES:
+        while len(rows) - done >= size:
+            db.conn.execute(_insert(size), [value for row in rows[done:done + size] for value in row])
+            done += size
 
 
 def since(db: Database, after_id: int, limit: int = 500) -> list[dict[str, Any]]:

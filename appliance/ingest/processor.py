@@ -53,6 +53,7 @@ from sqlite_utils import Database
 
 from appliance.channels.base import parse_delivery
 from appliance.channels.events import ParsedWebhook, ParseProblem
+from appliance.events import store as events
 from appliance.flows.runner import Snapshot
 from appliance.ingest import journal
 from appliance.ingest.apply import ApplySummary, apply_delivery
@@ -118,7 +119,8 @@ def _apply_together(
     db: Database, items: list[_Parsed], executors: frozenset[str], now: str,
 ) -> list[ApplySummary] | None:
     """Every delivery of ``items`` in one savepoint, no other; None (and nothing written) if
-    anything failed, an event included (``apply_delivery(..., unguarded=True)`` raises it)."""
+    anything failed, an event included (``apply_delivery(..., unguarded=True)`` raises it).
+    The domain events the chunk emits are written together at its end (``events.batched``)."""
     if not items:
         return []
     conn = db.conn
@@ -126,7 +128,7 @@ def _apply_together(
         return None
     snapshot = Snapshot(db)
     try:
-        with savepoint(db, "apply_chunk"):
+        with savepoint(db, "apply_chunk"), events.batched(db):  # the chunk's events written together
             return [apply_delivery(db, item.journal_id, item.parsed, now, executors=executors,
                                    snapshot=snapshot, unguarded=True) for item in items]
     except Exception:  # noqa: BLE001 - applied again the guarded way, which records it
