@@ -39,7 +39,7 @@ def emit(
     if batch is not None and batch[0] is db.conn:
         batch[1].append(row)
         return
-    db.conn.execute(_insert(1), row)
+    db.conn.execute(_INSERTS[1], row)
 
 
 _COLUMNS = "(type, conversation_id, contact_id, message_id, flow_id, run_id, user_id, created_at)"
@@ -49,10 +49,6 @@ _ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 _SIZES = (32, 8, 1)
 _INSERTS = {size: f"INSERT INTO events {_COLUMNS} VALUES " + ", ".join([_ROW] * size) for size in _SIZES}
 _batch: ContextVar[tuple[Any, list[list[Any]]] | None] = ContextVar("aat_events_batch", default=None)
-
-
-def _insert(size: int) -> str:
-    return _INSERTS[size]
 
 
 @contextmanager
@@ -72,7 +68,7 @@ def batched(db: Database) -> Iterator[None]:
     done = 0
     for size in _SIZES:
         while len(rows) - done >= size:
-            db.conn.execute(_insert(size), [value for row in rows[done:done + size] for value in row])
+            db.conn.execute(_INSERTS[size], [value for row in rows[done:done + size] for value in row])
             done += size
 
 

@@ -310,28 +310,19 @@ class JournalProcessor:
         """Process one batch of the rows the journal holds pending; returns how many rows
         were processed."""
         async with self._lock:
-            return await self._tracking(self._process_journal())
+            return await self._process_journal()
 
     async def _process_next(self) -> int:
         """The run loop's batch: the handed rows while caught up, else the journal's."""
         async with self._lock:
             taken = self._take_handed()
             if taken is None:
-                return await self._tracking(self._process_journal())
+                return await self._process_journal()
             if not taken:
                 return 0
             self._lagging = self._pressure = False  # caught up: less than a batch was waiting
             self._follows = taken[-1][0]
-            return await self._tracking(self._apply([_parse(journal_id, body) for journal_id, body in taken]))
-
-    async def _tracking(self, processing: Awaitable[int]) -> int:
-        """``processing``'s result; if it fails, the next batch is read from the journal (the
-        failed rows are still pending there)."""
-        try:
-            return await processing
-        except BaseException:
-            self._lose_track()
-            raise
+            return await self._apply([_parse(journal_id, body) for journal_id, body in taken])
 
     async def _process_journal(self) -> int:
         self._journal_read_at = time.monotonic()
@@ -346,11 +337,16 @@ class JournalProcessor:
         return await self._apply([_parse(row["id"], row["body"]) for row in rows])
 
     async def _apply(self, parsed: list[_Parsed]) -> int:
-        """Apply ``parsed`` chunk by chunk, announcing each chunk once it has committed."""
+        """Apply ``parsed`` chunk by chunk, announcing each chunk once it has committed. If a
+        chunk fails, the next batch is read from the journal (its rows are still pending there)."""
         write = self._db.write_background if self._pressure else self._db.write
         for chunk in _chunks(parsed):
             claim = self.sender.free_slots() if self.sender is not None else 0
-            summaries, claimed = await write(_apply_batch, chunk, self.executors, claim)
+            try:
+                summaries, claimed = await write(_apply_batch, chunk, self.executors, claim)
+            except BaseException:
+                self._lose_track()
+                raise
             if claimed and self.sender is not None:
                 self.sender.start_claimed(claimed)  # committed: send now, no claim round trip
             for summary in summaries:

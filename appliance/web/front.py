@@ -14,10 +14,10 @@ processor, sender, task queue) on the event loop. Until the app is open the door
 
 Any other request waits for the app, then the app answers it (nothing is refused because it came
 early). Once the app is open, every request goes to it, except ``/webhooks/meta`` when
-``open_webhooks`` gives the app's own receiver: the door then answers it with that receiver (which
-hands each delivery to the app's journal processor), as before, with no web framework in the way:
-a delivery is a reply's hottest inbound path, and the wire answer is the same (tested). If the app fails to build or start, the
-failure is logged and kept in :attr:`FrontDoor.failure`, ``on_failure`` is called (``serve`` stops
+``open_webhooks`` gives the app's own receiver: the door then answers it with that receiver
+(which hands each delivery to the app's journal processor), as before, with no web framework in
+the way: a delivery is a reply's hottest inbound path, and the wire answer is the same (tested).
+If the app fails to build or start, the failure is logged and kept in :attr:`FrontDoor.failure`, ``on_failure`` is called (``serve`` stops
 the server and exits with the reason), waiting requests get 503 ``unavailable``, and the door
 closes the workspace the app did not take. On shutdown the door stops the app (which closes the
 workspace) or, when it never opened, closes the workspace itself (a request still waiting then
@@ -73,9 +73,10 @@ class FrontDoor:
         open_webhooks: Callable[[ASGIApp], WebhookReceiver] | None = None,
     ) -> None:
         self._workspace = workspace
-        self._webhooks = _answering(webhooks)
+        # What answers /webhooks/meta here: the door's receiver, then (once the app is open) the
+        # app's, or None: the app answers it.
+        self._webhooks: ASGIApp | None = _answering(webhooks)
         self._open_webhooks = open_webhooks
-        self._app_webhooks: ASGIApp | None = None  # once the app is open, when the door answers
         self._build = build
         self._on_open = on_open
         self.on_failure = on_failure
@@ -91,13 +92,13 @@ class FrontDoor:
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        webhooks = self._webhooks
+        if webhooks is not None and scope["type"] == "http" and scope["path"] == _WEBHOOKS:
+            scope["path_template"] = _WEBHOOKS  # type: ignore[typeddict-unknown-key]  # for the access log
+            await webhooks(scope, receive, send)
+            return
         app = self._app
         if app is not None:
-            webhooks = self._app_webhooks
-            if webhooks is not None and scope["type"] == "http" and scope["path"] == _WEBHOOKS:
-                scope["path_template"] = _WEBHOOKS  # type: ignore[typeddict-unknown-key]  # for the access log
-                await webhooks(scope, receive, send)
-                return
             await app(scope, receive, send)
             return
         if scope["type"] == "lifespan":
@@ -115,10 +116,6 @@ class FrontDoor:
     async def _answer_early(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer what the door answers itself; False for what waits for the app."""
         path = scope["path"]
-        if path == _WEBHOOKS:
-            scope["path_template"] = path  # type: ignore[typeddict-unknown-key]  # for the access log
-            await self._webhooks(scope, receive, send)
-            return True
         if scope["method"] != "GET":
             return False
         if path == "/readyz":
@@ -158,8 +155,7 @@ class FrontDoor:
             if self.failure is not None:
                 self.on_failure()
             return
-        if self._open_webhooks is not None:
-            self._app_webhooks = _answering(self._open_webhooks(app))
+        self._webhooks = None if self._open_webhooks is None else _answering(self._open_webhooks(app))
         self._app = app
         self._opened.set()
         self._on_open(app)
