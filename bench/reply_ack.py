@@ -39,7 +39,7 @@ def _delivery(n: int) -> bytes:
     body = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1555", "phone_number_id": "109876"},
         "contacts": [{"profile": {"name": "Nino Beridze"}, "wa_id": f"99555{n:07d}"}],
-        "messages": [{"from": f"99555{n:07d}", "id": f"wamid.ACK{n}", "timestamp": "1795757903",
+        "messages": [{"from": f"99555{n:07d}", "id": f"wamid.ACK{n}", "timestamp": str(int(time.time())),
                       "type": "text", "text": {"body": "Hello, are you open on Sunday?"}}]}}]}]}
     return json.dumps(body, separators=(",", ":")).encode()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,17 @@ VERIFY_TOKEN = "test-verify-token"
 MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 
 
+# The fixtures were captured at CAPTURED_AT (Unix seconds; Messenger and Instagram add three digits
+# of milliseconds). Loaded, they carry this run's start instead: the appliance counts a contact's
+# 24-hour messaging window from the message's own timestamp, as Meta does, so a fixed capture time
+# would close every window a day after the capture and no flow would answer.
+CAPTURED_AT = 1795721862
+RUN_STARTED_AT = int(time.time())
+
+
 def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
+    """The fixture's body, with its capture time moved to ``RUN_STARTED_AT``."""
+    return (FIXTURES / f"{name}.json").read_bytes().replace(str(CAPTURED_AT).encode(), str(RUN_STARTED_AT).encode())
 
 
 def fixture_json(name: str) -> dict[str, Any]:

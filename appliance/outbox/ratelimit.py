@@ -24,6 +24,14 @@ stuck in a full accept queue arrived after its 2 s timeout and a burst at 50/s b
 limit). Its slot is therefore released with ``hold``, the request timeout, and stays
 counted that much longer (:meth:`Lease.in_doubt`).
 
+A restart forgets what the limiters counted, so the sends of the last ``period`` before it are
+carried over (:meth:`LimiterRegistry.carry_over`, from the database): a channel that sent in that
+time starts with every slot counted until ``period`` after its last send came back, and one with
+a send in doubt (in flight when the process died) until ``period`` after the start. Conservative
+(one send counts as many), and it costs only the first second after a restart on a channel that
+was busy just before it. It assumes what the dead process had in flight arrived before it was
+restarted.
+
 Not thread-safe: one limiter is used from one event loop, where :meth:`reserve` and
 :meth:`release` never await, so callers need no lock.
 """
@@ -38,8 +46,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-__all__ = ["Lease", "SlidingWindowLimiter", "LimiterRegistry", "MARGIN_SECONDS"]
+__all__ = ["Lease", "SlidingWindowLimiter", "LimiterRegistry", "MARGIN_SECONDS", "PERIOD_SECONDS"]
 
+PERIOD_SECONDS = 1.0  # Meta's rate limits are per second
 MARGIN_SECONDS = 0.02
 
 
@@ -61,7 +70,7 @@ class SlidingWindowLimiter:
     def __init__(
         self,
         rate: int,
-        period: float = 1.0,
+        period: float = PERIOD_SECONDS,
         *,
         clock: Callable[[], float] = time.monotonic,
         margin: float = MARGIN_SECONDS,
@@ -73,12 +82,21 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._in_flight = 0
         self._finished: deque[float] = deque()  # when each counted slot's count starts to run out, earliest first
+        self._closed_until = -math.inf  # no slot before this clock time (carried over a restart)
         self._released = asyncio.Event()
+
+    def count_full_until(self, moment: float) -> None:
+        """Count every slot as taken until clock time ``moment``: sends made before this
+        limiter existed (a previous process's) that it cannot count one by one."""
+        self._closed_until = max(self._closed_until, moment)
 
     @property
     def in_use(self) -> int:
         """Slots counted now: requests in flight plus those finished within ``period``."""
-        self._expire(self._clock())
+        now = self._clock()
+        if now < self._closed_until:
+            return self.rate
+        self._expire(now)
         return self._in_flight + len(self._finished)
 
     def _expire(self, now: float) -> None:
@@ -90,6 +108,8 @@ class SlidingWindowLimiter:
         """Take a slot and return 0, or return how long to wait before asking again
         (``math.inf`` while every slot is held by a request in flight: wait for a release)."""
         now = self._clock()
+        if now < self._closed_until:
+            return self._closed_until - now
         self._expire(now)
         if self._in_flight + len(self._finished) < self.rate:
             self._in_flight += 1
@@ -139,11 +159,26 @@ class LimiterRegistry:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._limiters: dict[int, SlidingWindowLimiter] = {}
+        self._carried: dict[int, float] = {}  # channel id -> clock time its last earlier send came back
+
+    def carry_over(self, channel_id: int, seconds_ago: float) -> None:
+        """The channel's last request before this process came back ``seconds_ago`` (0: it
+        may have been in flight until now): its limiter counts every slot as taken until
+        ``period`` after that (the module docstring)."""
+        finished = self._clock() - max(seconds_ago, 0.0)
+        limiter = self._limiters.get(channel_id)
+        if limiter is not None:
+            limiter.count_full_until(finished + limiter.period)
+        else:
+            self._carried[channel_id] = max(self._carried.get(channel_id, -math.inf), finished)
 
     def for_channel(self, channel_id: int, rate: int) -> SlidingWindowLimiter:
         limiter = self._limiters.get(channel_id)
         if limiter is None:
             limiter = self._limiters[channel_id] = SlidingWindowLimiter(rate, clock=self._clock)
+            finished = self._carried.pop(channel_id, None)
+            if finished is not None:
+                limiter.count_full_until(finished + limiter.period)
         elif limiter.rate != rate:
             if rate < 1:
                 raise ValueError("rate must be at least 1")

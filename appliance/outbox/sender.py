@@ -60,7 +60,7 @@ from appliance.connections.store import mark_needs_reauth, token_context
 from appliance.contacts.store import set_marketing_preference
 from appliance.metrics import Metrics
 from appliance.outbox import policy, retry, store
-from appliance.outbox.ratelimit import Lease, LimiterRegistry, SlidingWindowLimiter
+from appliance.outbox.ratelimit import MARGIN_SECONDS, PERIOD_SECONDS, Lease, LimiterRegistry, SlidingWindowLimiter
 from appliance.outbox.recorder import Recorder
 from appliance.settings import Settings
 from appliance.store.gateway import Gateway
@@ -151,6 +151,11 @@ def _fail_opted_out(db: Database, contact_id: int, outbox_id: int, message_id: i
     store.mark_failed(db, outbox_id, message_id, code=str(MARKETING_STOPPED), reason=reason, now=now)
 
 
+def _recover(db: Database, *, since: str, resend_at: str) -> tuple[dict[int, str | None], int]:
+    last = store.last_sends(db, since)
+    return last, store.recover_in_doubt(db, resend_at=resend_at)
+
+
 class Sender:
     def __init__(
         self,
@@ -204,10 +209,16 @@ class Sender:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def recover(self) -> int:
-        """Requeue sends left in doubt by a crash (see outbox.store.recover_in_doubt)."""
+        """At start: carry the last second's sends over to the rate limiters (they must hold
+        across a restart: ``appliance.outbox.ratelimit``), then requeue the sends a crash left
+        in doubt (``outbox.store.recover_in_doubt``). Returns how many were in doubt."""
         self._loop = asyncio.get_running_loop()
-        resend_at = to_iso(self._clock() + timedelta(seconds=self._settings.send_in_doubt_grace_seconds))
-        count = await self._db.write(store.recover_in_doubt, resend_at=resend_at)
+        now = self._clock()
+        since = to_iso(now - timedelta(seconds=PERIOD_SECONDS + MARGIN_SECONDS))
+        resend_at = to_iso(now + timedelta(seconds=self._settings.send_in_doubt_grace_seconds))
+        last, count = await self._db.write(_recover, since=since, resend_at=resend_at)
+        for channel_id, sent_at in last.items():
+            self._limiters.carry_over(channel_id, 0.0 if sent_at is None else (now - from_iso(sent_at)).total_seconds())
         if count:
             log.warning("sends in doubt after restart", extra={"count": count})
         return count

@@ -46,6 +46,7 @@ __all__ = [
     "mark_sent_many",
     "mark_retry",
     "mark_failed",
+    "last_sends",
     "recover_in_doubt",
     "settle",
     "depth",
@@ -316,6 +317,19 @@ def mark_failed(
     """Give up: the row leaves the outbox, the message is ``failed`` with ``{code, reason}``."""
     db.execute("DELETE FROM outbox WHERE id = ?", [outbox_id])
     advance_status(db, message_id, "failed", now, error=(code, reason))
+
+
+def last_sends(db: Database, since: str) -> dict[int, str | None]:
+    """The channels whose requests may have reached Meta at ``since`` or later, before this
+    process started: each with the time its latest recorded send came back (``sent_at``), or
+    None when it has a send in doubt (left ``sending``: it may have arrived up to the moment the
+    process died). Call before :func:`recover_in_doubt`. A request Meta refused leaves no time
+    behind and is not counted."""
+    last: dict[int, str | None] = dict(db.execute(
+        "SELECT channel_id, max(sent_at) FROM messages WHERE sent_at >= ? GROUP BY channel_id", [since]).fetchall())
+    for (channel_id,) in db.execute("SELECT DISTINCT channel_id FROM outbox WHERE state = 'sending'").fetchall():
+        last[channel_id] = None
+    return last
 
 
 def recover_in_doubt(db: Database, *, resend_at: str) -> int:

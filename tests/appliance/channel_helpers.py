@@ -17,6 +17,7 @@ from appliance.channels.events import ParsedWebhook
 from appliance.channels.outbound import ChannelAccount, SendResult
 from appliance.channels.wire import GraphWire
 from appliance.settings import Settings
+from tests.conftest import RUN_STARTED_AT, fixture_json
 from tests.standins.loopback import LoopbackStandIn, StandInHandler
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
@@ -27,13 +28,13 @@ IG_ID = "17841455566677788"
 IGSID = "6120001112223334"
 PHONE_NUMBER_ID = "109876543210987"
 WABA_ID = "203040506070809"
-T_MS = 1795721862367
-T_S = 1795721862
+T_S = RUN_STARTED_AT  # the fixtures' times, as loaded (tests/conftest.py)
+T_MS = T_S * 1000 + 367
 TOKEN = "EAAG-secret-token"
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    return fixture_json(name)
 
 
 def at_ms(ms: int) -> datetime:

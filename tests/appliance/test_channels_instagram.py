@@ -182,7 +182,7 @@ def test_message_edit_is_ignored_and_standby_is_marked():
 def test_iso_string_timestamps():
     payload = delivery("instagram", messaging_entry(
         IG_ID, [ig_event(timestamp=None, message={"mid": "m_8", "text": "x"})],
-        time="2026-11-26T19:37:42+0000"))
+        time=at_s(T_S).strftime("%Y-%m-%dT%H:%M:%S+0000")))
     assert only_event(parse(payload)).occurred_at == at_s(T_S)
 
 

@@ -294,7 +294,7 @@ def test_event_without_timestamp_takes_the_entry_time():
 
 def test_iso_timestamps_are_read():
     event = only_event(parse_events(
-        messaging_event(timestamp="2026-11-26T19:37:42.367+00:00",
+        messaging_event(timestamp=at_ms(T_MS).isoformat(timespec="milliseconds"),
                         message={"mid": "m_1", "text": "x"})
     ))
     assert event.occurred_at == at_ms(T_MS)

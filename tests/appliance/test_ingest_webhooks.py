@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from litestar.testing import AsyncTestClient
 
 from appliance.store.rows import many, scalar
 from appliance.store.workspace import Workspace
-from tests.conftest import VERIFY_TOKEN, fixture_bytes, fixture_json, signed_headers
+from appliance.timeutil import to_iso
+from tests.conftest import RUN_STARTED_AT, VERIFY_TOKEN, fixture_bytes, fixture_json, signed_headers
 from tests.helpers import connect_channel, ingest, journal_settled, post_webhook
 
 
@@ -154,7 +156,7 @@ async def test_contacts_carry_what_meta_told(client: AsyncTestClient, workspace:
     assert contacts[0] == {
         "external_id": "GE.40012345678901234567", "wa_id": "995555123456", "bsuid": "GE.40012345678901234567",
         "name": "Giorgi", "first_name": "Giorgi", "last_name": None, "phone": "995555123456",
-        "last_inbound_at": "2026-11-26T19:37:42.000Z",
+        "last_inbound_at": to_iso(datetime.fromtimestamp(RUN_STARTED_AT, UTC)),  # the fixture's time
     }
     assert contacts[1]["external_id"] == "GE.40098765432109876543"
     assert contacts[1]["wa_id"] is None and contacts[1]["phone"] is None

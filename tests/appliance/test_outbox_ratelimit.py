@@ -233,6 +233,38 @@ def test_a_higher_rate_grants_only_the_difference() -> None:
     assert raised.in_use == 4
 
 
+# --- carried over a restart -------------------------------------------------------------------
+
+def test_a_send_carried_over_counts_every_slot_until_a_period_after_it_came_back() -> None:
+    clock = FakeClock()
+    registry = LimiterRegistry(clock=clock)
+    registry.carry_over(1, seconds_ago=0.25)
+    limiter = registry.for_channel(1, 80)
+    assert (limiter.in_use, limiter.reserve()) == (80, pytest.approx(PERIOD - 0.25))
+    clock.advance(PERIOD - 0.25)
+    assert (limiter.in_use, limiter.reserve()) == (0, 0.0)
+
+
+def test_a_send_in_doubt_counts_every_slot_for_a_period_from_now() -> None:
+    clock = FakeClock()
+    registry = LimiterRegistry(clock=clock)
+    limiter = registry.for_channel(1, 80)  # carried over to a limiter that already exists
+    registry.carry_over(1, seconds_ago=0.0)
+    assert limiter.reserve() == pytest.approx(PERIOD)
+
+
+def test_a_send_more_than_a_period_ago_holds_nothing() -> None:
+    registry = LimiterRegistry(clock=FakeClock())
+    registry.carry_over(1, seconds_ago=PERIOD + 0.5)
+    assert [registry.for_channel(1, 2).reserve() for _ in range(2)] == [0.0, 0.0]
+
+
+def test_a_carried_over_channel_holds_no_other() -> None:
+    registry = LimiterRegistry(clock=FakeClock())
+    registry.carry_over(1, seconds_ago=0.0)
+    assert (registry.for_channel(1, 80).reserve() > 0, registry.for_channel(2, 80).reserve()) == (True, 0.0)
+
+
 async def test_a_waiter_cancelled_just_as_a_slot_is_released_stays_cancelled() -> None:
     # asyncio.wait_for on Python 3.11 would swallow this cancellation (gh-86296) and go on
     # to take a slot for a caller that is gone.

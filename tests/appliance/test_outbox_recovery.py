@@ -16,6 +16,7 @@ import pytest
 from appliance.connections.store import mark_needs_reauth
 from appliance.metrics import Metrics
 from appliance.outbox import store as outbox
+from appliance.outbox.ratelimit import MARGIN_SECONDS, PERIOD_SECONDS
 from appliance.outbox.sender import Sender
 from appliance.settings import Settings
 from appliance.store.workspace import Workspace
@@ -26,6 +27,7 @@ from tests.appliance.outbox_helpers import (
     PHONE_ID,
     bodies,
     hours_ago,
+    make_conversation,
     message,
     messenger_echo,
     outbox_row,
@@ -96,6 +98,65 @@ async def test_a_send_queued_before_a_restart_goes_out_once(
     async with running_app(settings, workspace):
         await settled(workspace, message_id)
     assert bodies(graph_api, IG_ID) == [expected_body("instagram", message_id)]
+
+
+# --- the rate limit across a restart ------------------------------------------------------------
+# Meta counts a request on arrival; a new process's limiter would not know what the last one sent
+# in the second before it died (tests/e2e/test_broadcasts_sigkill.py shows the violation).
+
+PERIOD = PERIOD_SECONDS + MARGIN_SECONDS
+
+
+def _sent(workspace: Workspace, conversation_id: int, seconds_ago: float) -> None:
+    """A message the previous process sent on the conversation's channel ``seconds_ago``."""
+    message_id = queue(workspace, conversation_id, "Earlier")
+
+    def send(db: Any) -> None:
+        [row] = outbox.claim_due(db, iso_now(), 10)
+        outbox.mark_sent(db, row["outbox_id"], message_id, ["m_EARLIER"],
+                         to_iso(utcnow() - timedelta(seconds=seconds_ago)))
+
+    workspace.gateway.write_sync(send)
+
+
+async def test_a_send_just_before_the_start_holds_the_channel_for_the_rest_of_its_second(
+    settings: Settings, workspace: Workspace, graph_api: GraphStandIn
+) -> None:
+    channel_id, conversation_id = setup_conversation(workspace, "messenger")
+    marked = time.monotonic()
+    _sent(workspace, conversation_id, seconds_ago=0.3)
+    message_id = queue(workspace, conversation_id, "Now")
+    async with running_app(settings, workspace):
+        await settled(workspace, message_id)
+    [request] = graph_api.requests
+    assert request.json["message"]["text"] == "Now"
+    assert request.at - marked >= PERIOD - 0.3 - 0.002  # sent_at is stored to the millisecond
+
+
+async def test_a_send_in_doubt_holds_its_channel_for_a_second_after_the_start(
+    settings: Settings, workspace: Workspace, graph_api: GraphStandIn
+) -> None:
+    in_doubt = _crashed_mid_send(workspace, "messenger")  # waits for its echo: the grace is long
+    channel_id = message(workspace, in_doubt)["channel_id"]
+    other = make_conversation(workspace, channel_id, "2460009998887776", last_inbound_at=hours_ago(1 / 60))
+    message_id = queue(workspace, other, "Next")
+    started = time.monotonic()
+    async with running_app(tuned(settings, send_in_doubt_grace_seconds=30), workspace):
+        await settled(workspace, message_id)
+    [request] = graph_api.requests
+    assert (request.json["recipient"], request.at - started >= PERIOD) == ({"id": "2460009998887776"}, True)
+
+
+def test_only_recent_and_in_doubt_sends_are_carried_over(workspace: Workspace) -> None:
+    messenger, on_messenger = setup_conversation(workspace, "messenger")
+    instagram, on_instagram = setup_conversation(workspace, "instagram")
+    whatsapp, _ = setup_conversation(workspace, "whatsapp")
+    _sent(workspace, on_messenger, seconds_ago=0.5)
+    _sent(workspace, on_instagram, seconds_ago=5)
+    _crashed_mid_send(workspace, "whatsapp")
+    since = to_iso(utcnow() - timedelta(seconds=PERIOD))
+    last = workspace.gateway.read_sync(lambda db: outbox.last_sends(db, since))
+    assert set(last) == {messenger, whatsapp} and last[whatsapp] is None and last[messenger] >= since
 
 
 MEDIA_AND_TEXT = {"media": {"type": "image", "url": "https://example.com/a.jpg"}}

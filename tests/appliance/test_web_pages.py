@@ -6,6 +6,7 @@ they never do (show data to anonymous users, let message content become markup o
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from markupsafe import escape
 
 from appliance.store.workspace import Workspace
+from appliance.timeutil import to_iso, utcnow
 from appliance.web.pages.common import CSP
 from tests.appliance.api_helpers import (  # noqa: F401
     Shared,
@@ -347,7 +349,8 @@ async def test_notes_sit_between_messages_and_say_they_are_private(web: Web) -> 
     ids = await conversation(client, workspace, text="before the note")
     agent = await sign_in(client, workspace, "agent", name="Ana")
     add_note(workspace, ids, "VIP, be nice", user_id=agent["id"])
-    add_message(workspace, ids, text="after the note")
+    later = to_iso(utcnow() + timedelta(seconds=1))  # not the note's millisecond: a tie shows the message first
+    add_message(workspace, ids, text="after the note", occurred_at=later, created_at=later)
     page = (await client.get(f"/inbox?conversation={ids['conversation']}")).text
     page = page[page.index('id="timeline"'):]
     assert page.index("before the note") < page.index("VIP, be nice") < page.index("after the note")
