@@ -4,6 +4,7 @@ running server, and the refusal to start on a database from a newer version (a d
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +73,12 @@ def test_backup_while_serving_then_restore_and_serve_it(running: Appliance, temp
 def test_verify_exits_1_on_a_damaged_backup(running: Appliance, tmp_path: Path) -> None:
     assert cli("backup", "--to", str(tmp_path / "b"), "--data-dir", str(running.data_dir), cwd=tmp_path).returncode == 0
     [path] = (tmp_path / "b").glob("aat-backup-*.tar")
-    path.write_bytes(path.read_bytes()[:-4096] + b"\0" * 4096)
+    with tarfile.open(path) as archive:  # the damage lands in the database, not in the tar's padding
+        database = max(archive.getmembers(), key=lambda member: member.size)
+    data = bytearray(path.read_bytes())
+    middle = database.offset_data + database.size // 2
+    data[middle:middle + 4096] = b"\0" * 4096
+    path.write_bytes(bytes(data))
     done = cli("backup", "verify", str(path), "--data-dir", str(running.data_dir), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: {path.name} is NOT usable: ")
