@@ -72,6 +72,9 @@ def create_app(*, app_secret: str, access_token: str, graph_base: str) -> FastAP
         app_secret=app_secret,
         waba_id=WABA_ID,
         api_version=API_VERSION,
+        # reply.py's deliveries alternate between two numbers of the WABA (reply_load.py); pywa
+        # answers each from the number it was sent to, once it does not filter the other out.
+        filter_updates=False,
     )
     # See the module docstring: pywa pins graph.facebook.com on the session it is given.
     session.base_url = f"{graph_base.rstrip('/')}/v{API_VERSION}"

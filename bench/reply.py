@@ -10,7 +10,8 @@ through the same local Graph API stand-in (``bench/graph_sink.py``):
 - **appliance**: ``aat-appliance serve`` on a fresh data directory (``AAT_MASTER_KEY``,
   ``AAT_META_APP_SECRET``, ``AAT_GRAPH_API_BASE`` = the sink, ``AAT_LOG_LEVEL=warning``,
   ``AAT_RATE_LIMIT_WHATSAPP=1000``), an API token made with ``aat-appliance tokens create``
-  before it starts, a WhatsApp channel connected with ``POST /api/v1/channels``, and a flow with a
+  before it starts, two WhatsApp numbers connected with ``POST /api/v1/channels`` (the deliveries
+  alternate between them: one number may send at most 1,000 a second, see ``reply_load.py``), and a flow with a
   ``default`` trigger published with ``POST /api/v1/flows`` + ``/publish``. Every delivery is
   journaled (committed) before its 200; the journal processor applies it (contact,
   conversation, message, flow run) and queues the reply in the outbox; the sender sends it and
@@ -276,7 +277,9 @@ async def main_async(args: argparse.Namespace) -> int:
             "note": "AAT_RATE_LIMIT_WHATSAPP=1000 so that Meta's per-number limit (80/s by default) is not what "
                     "is measured; the appliance's limiter holds each slot until one period (1 s + 20 ms) after "
                     "Meta's answer (appliance/outbox/ratelimit.py), so it caps sends at about 1000 per "
-                    "(1.02 s + round trip); the sender has at most 64 sends in flight.",
+                    "(1.02 s + round trip) per number; the deliveries alternate between two numbers "
+                    "(reply_load.PHONE_NUMBER_IDS), so that this ceiling is not what is measured either; "
+                    "the sender has at most 64 sends in flight.",
         },
         "summary": summary,
         "profile": profile,

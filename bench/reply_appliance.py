@@ -30,7 +30,7 @@ from _support import (
     wait_ready,
 )
 from graph_sink import GraphSink
-from reply_load import ACCESS_TOKEN, APP_SECRET, FLOW, PHONE_NUMBER_ID, WABA_ID, Load
+from reply_load import ACCESS_TOKEN, APP_SECRET, FLOW, PHONE_NUMBER_IDS, WABA_ID, Load
 from reply_report import distribution
 
 __all__ = ["RATE_LIMIT_WHATSAPP", "breakdown", "check_appliance", "snapshot", "start_appliance"]
@@ -53,15 +53,15 @@ def _api(port: int, token: str, method: str, path: str, body: dict[str, Any] | N
 
 
 def setup_appliance(port: int, token: str) -> dict[str, Any]:
-    """Connect the WhatsApp number and publish the flow, through the public API."""
-    channel = _api(port, token, "POST", "/api/v1/channels", {
-        "type": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": ACCESS_TOKEN, "waba_id": WABA_ID,
-    })
+    """Connect the WhatsApp numbers and publish the flow, through the public API."""
+    channels = [_api(port, token, "POST", "/api/v1/channels", {
+        "type": "whatsapp", "external_id": number, "access_token": ACCESS_TOKEN, "waba_id": WABA_ID,
+    }) for number in PHONE_NUMBER_IDS]
     flow = _api(port, token, "POST", "/api/v1/flows", FLOW)
     published = _api(port, token, "POST", f"/api/v1/flows/{flow['id']}/publish")
     if published.get("warnings"):
         raise BenchError(f"publishing the flow gave warnings: {published['warnings']}")
-    return {"channel_id": channel["id"], "flow_id": flow["id"], "flow_version": published["version"]}
+    return {"channel_ids": [c["id"] for c in channels], "flow_id": flow["id"], "flow_version": published["version"]}
 
 
 

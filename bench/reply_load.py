@@ -1,7 +1,10 @@
 """reply.py's load: the pre-signed WhatsApp deliveries and the closed-loop senders.
 
 ``build_events`` makes one delivery per new contact, as Meta sends them, signed with
-``APP_SECRET``; both sides get exactly those bytes. ``Driver`` runs ``concurrency`` senders on
+``APP_SECRET``; both sides get exactly those bytes. The deliveries alternate between the
+``PHONE_NUMBER_IDS`` of one WhatsApp Business Account: Meta lets one number send at most 1,000
+messages a second (its highest tier), and the appliance's limiter keeps to that, so with one
+number a fast machine measures Meta's ceiling instead of the bots (BENCHMARKS.md). ``Driver`` runs ``concurrency`` senders on
 keep-alive connections in this process's event loop, next to the Graph sink, so both ends of an
 event (delivery written, reply received) are read from one clock (``time.monotonic``). With pace
 ``reply`` a sender posts its next delivery once the sink has received the reply to the previous
@@ -24,7 +27,7 @@ __all__ = [
     "ACCESS_TOKEN",
     "APP_SECRET",
     "FLOW",
-    "PHONE_NUMBER_ID",
+    "PHONE_NUMBER_IDS",
     "WABA_ID",
     "Driver",
     "Event",
@@ -34,6 +37,7 @@ __all__ = [
 ]
 
 APP_SECRET = "bench-app-secret-0123456789abcdef"
+PHONE_NUMBER_IDS = (PHONE_NUMBER_ID, "109876543210988")  # two numbers of the WABA, alternating
 ACCESS_TOKEN = "EAAbenchACCESSTOKEN0123456789"
 
 FLOW = {
@@ -56,6 +60,7 @@ class Event:
     seq: int
     wa_id: str
     bsuid: str
+    phone_number_id: str  # the business number it was sent to: the reply must come from it
     expected: str  # the reply text both bots must send
     request: bytes  # the complete signed HTTP request
 
@@ -70,6 +75,7 @@ def build_events(round_no: int, count: int, start: int, sent_at: int) -> list[Ev
         name = first if seq % 5 == 0 else f"{first} {_LAST[seq % len(_LAST)]}"
         wa_id = f"9955{round_no:02d}{seq:06d}"
         bsuid = f"GE.4{round_no:03d}{seq:016d}"
+        number = PHONE_NUMBER_IDS[seq % len(PHONE_NUMBER_IDS)]
         payload = {
             "object": "whatsapp_business_account",
             "entry": [{
@@ -78,7 +84,7 @@ def build_events(round_no: int, count: int, start: int, sent_at: int) -> list[Ev
                     "field": "messages",
                     "value": {
                         "messaging_product": "whatsapp",
-                        "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
+                        "metadata": {"display_phone_number": "15550001111", "phone_number_id": number},
                         "contacts": [{"profile": {"name": name}, "wa_id": wa_id, "user_id": bsuid}],
                         "messages": [{
                             "id": f"wamid.HBgMBENCH{round_no:02d}{seq:08d}FQIAEhgU",
@@ -92,7 +98,7 @@ def build_events(round_no: int, count: int, start: int, sent_at: int) -> list[Ev
             }],
         }
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
-        out.append(Event(seq, wa_id, bsuid, f"Hi {first}, you said something!", http_request(body, secret)))
+        out.append(Event(seq, wa_id, bsuid, number, f"Hi {first}, you said something!", http_request(body, secret)))
     return out
 
 

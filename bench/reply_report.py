@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from _support import median
-from reply_load import PHONE_NUMBER_ID, Driver, Load
+from reply_load import Driver, Load
 
 __all__ = [
     "SIDES",
@@ -72,7 +72,7 @@ def score(driver: Driver, load: Load, arrivals: dict[int, float]) -> dict[str, A
         latencies.append((first - record.sent) * 1000)
         wrong_text += sum(r.text != event.expected for r in replies)
         unauthorized += sum(not r.authorized for r in replies)
-        wrong_sender += sum(r.sender != PHONE_NUMBER_ID for r in replies)
+        wrong_sender += sum(r.sender != event.phone_number_id for r in replies)
     strangers = sum(len(v) for k, v in driver.sink.replies.items() if k not in known)
     elapsed = last_reply - first_sent
     answered = len(latencies)

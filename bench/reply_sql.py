@@ -36,8 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import RESULTS_DIR, sql_shape
-from events import PHONE_NUMBER_ID, WABA_ID
-from reply_load import FLOW, build_events
+from events import WABA_ID
+from reply_load import FLOW, PHONE_NUMBER_IDS, build_events
 
 from appliance.connections.store import connect_channel
 from appliance.flows import store as flows
@@ -52,8 +52,9 @@ from appliance.timeutil import iso_now
 
 def _setup(db: Any) -> None:
     now = iso_now()
-    connect_channel(db, channel_type="whatsapp", external_id=PHONE_NUMBER_ID, token_enc="not-used",
-                    name="bench", waba_id=WABA_ID, page_id=None, rate_limit=1000, now=now)
+    for number in PHONE_NUMBER_IDS:  # the numbers reply.py's deliveries alternate between
+        connect_channel(db, channel_type="whatsapp", external_id=number, token_enc="not-used",
+                        name="bench", waba_id=WABA_ID, page_id=None, rate_limit=1000, now=now)
     flow = flows.create_flow(db, FLOW, now)
     flows.publish(db, flow["id"], FLOW, now)
 
