@@ -152,6 +152,8 @@ def _fail_opted_out(db: Database, contact_id: int, outbox_id: int, message_id: i
 
 
 def _recover(db: Database, *, since: str, resend_at: str) -> tuple[dict[int, str | None], int]:
+    """One job: the last sends are read before the rows left ``sending`` are requeued (they
+    count as sends in doubt)."""
     last = store.last_sends(db, since)
     return last, store.recover_in_doubt(db, resend_at=resend_at)
 
