@@ -159,10 +159,12 @@ class LocalProvisioner:
         if tenant is None:
             return
         tenant.stopping = True
-        await self._terminate(tenant)
         if tenant.supervisor is not None:
+            # The supervisor stops the process it holds as it ends (_supervise), also one it
+            # started a moment ago: stopping that process first could miss one being spawned.
             tenant.supervisor.cancel()
             await asyncio.gather(tenant.supervisor, return_exceptions=True)
+        await self._terminate(tenant)
         await self._tell(tenant_id, False)
 
     async def teardown(self, tenant_id: str) -> None:
@@ -204,7 +206,14 @@ class LocalProvisioner:
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(proc.communicate(stdin), 300)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), 300)
+        except BaseException:  # a timeout, or the caller cancelled: the command goes with it
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            raise
         return ExecResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     async def _spawn(self, tenant: _Tenant) -> asyncio.subprocess.Process:
@@ -226,6 +235,14 @@ class LocalProvisioner:
         return response.status_code == 200
 
     async def _supervise(self, tenant: _Tenant) -> None:
+        """Run the tenant's appliance, restarting it when it exits, until stopped; however it
+        ends (cancelled by :meth:`stop` included), the process it started is stopped too."""
+        try:
+            await self._keep_running(tenant)
+        finally:
+            await self._terminate(tenant)
+
+    async def _keep_running(self, tenant: _Tenant) -> None:
         tid = tenant.spec.id
         while not tenant.stopping:
             started = time.monotonic()
