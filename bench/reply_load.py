@@ -4,11 +4,12 @@
 ``APP_SECRET``; both sides get exactly those bytes. The deliveries alternate between the
 ``PHONE_NUMBER_IDS`` of one WhatsApp Business Account: Meta lets one number send at most 1,000
 messages a second (its highest tier), and the appliance's limiter keeps to that, so with one
-number a fast machine measures Meta's ceiling instead of the bots (BENCHMARKS.md). ``Driver`` runs ``concurrency`` senders on
-keep-alive connections in this process's event loop, next to the Graph sink, so both ends of an
-event (delivery written, reply received) are read from one clock (``time.monotonic``). With pace
-``reply`` a sender posts its next delivery once the sink has received the reply to the previous
-one; with ``ack`` as soon as the 200 arrived.
+number a fast machine measures Meta's ceiling instead of the bots (BENCHMARKS.md).
+
+``Driver`` runs ``concurrency`` senders on keep-alive connections in this process's event loop,
+next to the Graph sink, so both ends of an event (delivery written, reply received) are read from
+one clock (``time.monotonic``). With pace ``reply`` a sender posts its next delivery once the sink
+has received the reply to the previous one; with ``ack`` as soon as the 200 arrived.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ RUN_STARTED_AT = int(time.time())
 
 def fixture_bytes(name: str) -> bytes:
     """The fixture's body, with its capture time moved to ``RUN_STARTED_AT``."""
-    return (FIXTURES / f"{name}.json").read_bytes().replace(str(CAPTURED_AT).encode(), str(RUN_STARTED_AT).encode())
+    body = (FIXTURES / f"{name}.json").read_bytes()
+    return body.replace(str(CAPTURED_AT).encode(), str(RUN_STARTED_AT).encode())
 
 
 def fixture_json(name: str) -> dict[str, Any]:

@@ -17,9 +17,9 @@ early). Once the app is open, every request goes to it, except ``/webhooks/meta`
 ``open_webhooks`` gives the app's own receiver: the door then answers it with that receiver
 (which hands each delivery to the app's journal processor), as before, with no web framework in
 the way: a delivery is a reply's hottest inbound path, and the wire answer is the same (tested).
-If the app fails to build or start, the failure is logged and kept in :attr:`FrontDoor.failure`, ``on_failure`` is called (``serve`` stops
-the server and exits with the reason), waiting requests get 503 ``unavailable``, and the door
-closes the workspace the app did not take. On shutdown the door stops the app (which closes the
+If the app fails to build or start, the failure is logged and kept in :attr:`FrontDoor.failure`,
+``on_failure`` is called (``serve`` stops the server and exits with the reason), waiting requests
+get 503 ``unavailable``, and the door closes the workspace the app did not take. On shutdown the door stops the app (which closes the
 workspace) or, when it never opened, closes the workspace itself (a request still waiting then
 gets 503 too).
 """

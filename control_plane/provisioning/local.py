@@ -164,7 +164,7 @@ class LocalProvisioner:
             # started a moment ago: stopping that process first could miss one being spawned.
             tenant.supervisor.cancel()
             await asyncio.gather(tenant.supervisor, return_exceptions=True)
-        await self._terminate(tenant)
+        await self._terminate(tenant)  # nothing left to stop once the supervisor has ended
         await self._tell(tenant_id, False)
 
     async def teardown(self, tenant_id: str) -> None:

@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,10 +16,8 @@ from appliance.channels.events import ParsedWebhook
 from appliance.channels.outbound import ChannelAccount, SendResult
 from appliance.channels.wire import GraphWire
 from appliance.settings import Settings
-from tests.conftest import RUN_STARTED_AT, fixture_json
+from tests.conftest import FIXTURES, RUN_STARTED_AT, fixture_json
 from tests.standins.loopback import LoopbackStandIn, StandInHandler
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
 
 PAGE_ID = "112233445566778"
 PSID = "2460001112223334"
