@@ -54,8 +54,12 @@ _loading = threading.Lock()
 
 
 def preload() -> concurrent.futures.Future[ssl.SSLContext]:
-    """Import aiohttp and ``httpx_aiohttp`` and build the TLS context in a daemon thread (once
-    per process); the future holds the context, or the import's exception."""
+    """Import aiohttp and ``httpx_aiohttp`` and build the TLS context in a thread (once per
+    process); the future holds the context, or the import's exception.
+
+    The thread is not a daemon: an interpreter that exits while it is still importing (a stop
+    within half a second of ready) waits for it first. A daemon thread still loading C extensions
+    while the interpreter finalizes can crash the process (it did, with SIGSEGV, in CI)."""
     global _loaded
     with _loading:
         if _loaded is None:
@@ -70,7 +74,7 @@ def preload() -> concurrent.futures.Future[ssl.SSLContext]:
                 except BaseException as exc:  # noqa: BLE001 (handed to whoever awaits the future)
                     future.set_exception(exc)
 
-            threading.Thread(target=load, name="aat-load-aiohttp", daemon=True).start()
+            threading.Thread(target=load, name="aat-load-aiohttp").start()
             _loaded = future
         return _loaded
 

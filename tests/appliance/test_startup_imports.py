@@ -23,8 +23,9 @@ NOT_AT_START = ("aiohttp", "httpx_aiohttp", "rich", "pygments", "segno", "jwt", 
 
 
 def _run(code: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
-                          check=False)
+    # -X faulthandler: a crash prints every thread's stack to stderr, which the assertion shows.
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -89,6 +90,21 @@ def test_first_send_waits_for_aiohttp_off_the_loop_and_goes_out() -> None:
     assert result["importers"] == ["aat-load-aiohttp"]  # imported once, in the loader thread, not on the loop
     assert result["loop_thread"] == "MainThread"
     assert result["is_loaded"] is True and result["once"] is True
+
+
+def test_an_exit_right_after_ready_waits_for_the_aiohttp_load_instead_of_finalizing_under_it() -> None:
+    # A stop within half a second of ready exits while aiohttp is still being imported. The loader
+    # must not be a daemon thread: the interpreter waits for it before it finalizes (atexit runs
+    # after that wait), so no C extension is still loading while the runtime is torn down.
+    result = _run("""
+        import atexit, json, threading
+        from appliance.channels import transport
+
+        transport.preload()
+        loader = next(t for t in threading.enumerate() if t.name == "aat-load-aiohttp")
+        atexit.register(lambda: print(json.dumps({"daemon": loader.daemon, "loaded_at_exit": transport.is_loaded()})))
+    """)
+    assert result == {"daemon": False, "loaded_at_exit": True}
 
 
 def test_only_the_serve_command_starts_with_the_cyclic_collector_off() -> None:
