@@ -161,10 +161,7 @@ async function openConversation(id, { push = false, wasUnread = false } = {}) {
   markSelected(id);
   setupThread({ wasUnread });
   const heading = threadBox.querySelector(".thread-title h2");
-  if (heading && push) {
-    heading.tabIndex = -1;
-    heading.focus();
-  }
+  if (heading && push) focusHeadPart(heading);
   const name = heading ? heading.textContent : "";
   document.title = `${name} · Inbox · AAT Systems`;
 }
@@ -254,18 +251,31 @@ async function loadNew() {
 }
 const scheduleNew = debounce(loadNew, 100);
 
+/** A selector that finds the header's focused element again in a redrawn header: its id, its
+ * action, or the heading (which a keyboard user is left on when a conversation opens). */
+function focusSelector(node) {
+  if (node.id) return `#${CSS.escape(node.id)}`;
+  if (node.dataset.action) return `[data-action="${CSS.escape(node.dataset.action)}"]`;
+  return node.matches(".thread-title h2") ? ".thread-title h2" : "[data-action]";
+}
+
+function focusHeadPart(node) {
+  if (node.matches("h2")) node.tabIndex = -1;
+  node.focus();
+}
+
 async function refreshHeader() {
   if (!current) return;
   try {
     const { root } = await fragment(`/inbox/fragments/header/${current.id}?view=${view}`);
     const head = threadBox.querySelector("#thread-head");
-    const focusedAction = document.activeElement && head && head.contains(document.activeElement)
-      ? document.activeElement.id || document.activeElement.dataset.action : null;
+    const focused = document.activeElement && head && head.contains(document.activeElement)
+      ? focusSelector(document.activeElement) : null;
     if (head && root) {
       head.replaceWith(root);
-      if (focusedAction) {
-        const again = root.querySelector(`#${CSS.escape(focusedAction)}`) || root.querySelector("[data-action]");
-        if (again) again.focus();
+      if (focused) {
+        const again = root.querySelector(focused) || root.querySelector("[data-action]");
+        if (again) focusHeadPart(again);
       }
     }
   } catch (err) {
@@ -273,12 +283,32 @@ async function refreshHeader() {
   }
 }
 
+/** A selector that finds the contact panel's focused element again after a redraw: its id, or
+ * the remove button of its tag (a removed tag's button is gone: then the new-tag field). */
+function contactFocus(node) {
+  if (node.id) return `#${CSS.escape(node.id)}`;
+  if (node.dataset.tag) return `.tag-remove[data-tag="${CSS.escape(node.dataset.tag)}"]`;
+  if (node.matches(".tag-form button")) return ".tag-form button";
+  return node.matches("a[href]") ? `a[href="${CSS.escape(node.getAttribute("href"))}"]` : "#new-tag";
+}
+
 async function refreshContact() {
   if (!current) return;
   try {
     const { root } = await fragment(`/inbox/fragments/contact/${current.id}`);
+    const active = document.activeElement;
+    const focused = active && contactBox.contains(active) && active !== document.body ? contactFocus(active) : null;
+    const typed = contactBox.querySelector("#new-tag");
+    const draft = typed ? { value: typed.value, start: typed.selectionStart, end: typed.selectionEnd } : null;
     contactBox.replaceChildren(root);
     wireContact();
+    const input = contactBox.querySelector("#new-tag");
+    if (input && draft && draft.value) input.value = draft.value; // a tag being typed survives the redraw
+    if (focused) {
+      const again = contactBox.querySelector(focused) || input;
+      if (again) again.focus();
+      if (again === input && draft) input.setSelectionRange(draft.start, draft.end);
+    }
   } catch (err) {
     if (err.status !== 401) console.warn("contact refresh failed", err);
   }

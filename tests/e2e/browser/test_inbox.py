@@ -183,10 +183,35 @@ def test_keyboard_only(browsers: Browsers, web_app: WebApp) -> None:
     page.keyboard.press("Enter")
     expect(page.locator(f'.thread[data-conversation-id="{conversation}"]')).to_be_visible()
     expect(page.locator(".thread-title h2")).to_be_focused()
+    # A live change redraws the header (here another agent pauses the bot); the keyboard user
+    # stays where they were instead of being dropped to the top of the page.
+    assert web_app.appliance.api.post(f"/api/v1/conversations/{conversation}/pause-bot").status_code == 200
+    expect(page.locator(".thread-head .chip-warn")).to_have_text("Bot paused")
+    expect(page.locator(".thread-title h2")).to_be_focused()
     page.get_by_label("Message to Messenger contact").focus()
     page.keyboard.type("typed without a mouse")
     page.keyboard.press("Control+Enter")
     wait_for(lambda: [r for r in web_app.sends_to(PAGE_ID) if r.json["recipient"] == {"id": psid}], what="the send")
+    # The contact panel is redrawn on every change to the contact, the agent's own tag included:
+    # the keyboard user stays in the tag field, and a tag half typed when a change comes from
+    # elsewhere is still there.
+    tag_field, card = page.get_by_label("New tag"), page.locator("#contact-card")
+    tag_field.focus()
+    page.keyboard.type("vip")
+    card.evaluate("card => { card.dataset.drawn = 'before'; }")
+    page.keyboard.press("Enter")
+    expect(page.locator("#contact-card[data-drawn]")).to_have_count(0)  # redrawn by the live update
+    expect(page.locator("#contact-tags")).to_have_text("vip×")
+    expect(tag_field).to_be_focused()
+    page.keyboard.type("half typ")
+    card.evaluate("card => { card.dataset.drawn = 'before'; }")
+    contact_id = web_app.contact_of(psid)["id"]
+    assert web_app.appliance.api.post(f"/api/v1/contacts/{contact_id}/tags", json={"tag": "from-a-flow"}).status_code < 300
+    expect(page.locator("#contact-card[data-drawn]")).to_have_count(0)
+    expect(page.locator("#contact-tags")).to_contain_text("from-a-flow")
+    expect(tag_field).to_be_focused()
+    page.keyboard.type("ed")
+    expect(tag_field).to_have_value("half typed")
     skip = page.get_by_role("link", name="Skip to content")
     page.goto("/contacts")
     page.keyboard.press("Tab")
