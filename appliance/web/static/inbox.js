@@ -34,10 +34,11 @@ function listUrl() {
 async function refreshList() {
   if (listLoading) return listLoading.then(() => refreshList());
   listLoading = (async () => {
-    const focused = document.activeElement && document.activeElement.closest("[data-conversation-id]");
-    const focusedId = focused && listBox.contains(focused) ? focused.dataset.conversationId : null;
     try {
       const { root } = await fragment(listUrl());
+      // Where focus is when the list is redrawn, not when the fetch began (the agent may have moved).
+      const focused = document.activeElement && document.activeElement.closest("[data-conversation-id]");
+      const focusedId = focused && listBox.contains(focused) ? focused.dataset.conversationId : null;
       const counts = root.querySelector("#view-counts");
       if (counts) {
         for (const item of counts.children) updateCount(item.dataset.count, item.dataset.conversations, item.dataset.unread);

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.e2e.browser.conftest import PAGE_ID, WA_NUMBER_ID, WABA_ID, Browsers, WebApp
 from tests.e2e.conftest import wait_for
@@ -216,6 +216,37 @@ def test_keyboard_only(browsers: Browsers, web_app: WebApp) -> None:
     page.goto("/contacts")
     page.keyboard.press("Tab")
     expect(skip).to_be_focused()
+
+
+def test_a_list_redraw_keeps_focus_where_the_agent_moved_it_meanwhile(browsers: Browsers, web_app: WebApp) -> None:
+    # The list is redrawn by every new message. The agent may move through it while that redraw is
+    # being fetched: focus lands on the item they are on when it is drawn, not when it was asked for.
+    older = web_app.conversation_of(web_app.messenger("an older conversation"))
+    newer = web_app.conversation_of(web_app.messenger("a newer conversation"))
+    page = browsers.signed_in("agent")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the redraw's fetch waits until the agent has moved
+        held.append(route)
+
+    page.route("**/inbox/fragments/list?*", hold)
+    page.locator(f'a.conv-item[data-conversation-id="{newer}"]').focus()
+    web_app.messenger("somebody else writes")
+    for _ in range(300):  # Playwright calls route handlers only while it is called: wait in it
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the new message did not redraw the list"
+    page.keyboard.press("ArrowDown")
+    moved_to = page.evaluate("document.activeElement.dataset.conversationId")
+    assert moved_to != newer and older in page.locator("a.conv-item").evaluate_all(
+        "items => items.map(item => item.dataset.conversationId)")
+    for route in held:
+        route.continue_()
+    page.unroute("**/inbox/fragments/list?*")  # lets through any redraw asked for since
+    expect(page.locator("#conversation-list")).to_contain_text("somebody else writes")
+    expect(page.locator(f'a.conv-item[data-conversation-id="{moved_to}"]')).to_be_focused()
 
 
 def test_phone_layout(browsers: Browsers, web_app: WebApp) -> None:
