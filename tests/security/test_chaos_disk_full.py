@@ -1,7 +1,8 @@
 """Chaos: the disk fills up under a running appliance (DESIGN invariant 2 at the edge).
 
 A real ``aat-appliance serve`` runs on a data directory that is a small tmpfs. Deliveries are
-acknowledged, then a filler file takes the last free byte. From then on a delivery that cannot
+acknowledged, then, with the server frozen (SIGSTOP) so that the processor still has events to
+store, a filler file takes the last free byte. From then on a delivery that cannot
 be committed is answered ``503 storage_unavailable`` with ``Retry-After`` (Meta retries it),
 never a 500, and the server stays up; whatever got a 200 before or during the squeeze is kept.
 Once space is freed the same deliveries are accepted again, and afterwards every acknowledged
@@ -19,7 +20,10 @@ path canonicalisation reads that magic link as ``/`` and opens the database outs
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,6 +65,7 @@ class Outcome:
     other: list[httpx.Response] = field(default_factory=list)
     pending_while_full: float = -1.0
     alive_while_full: bool = False
+    log_while_full: str = ""
     after_free: list[int] = field(default_factory=list)
     stored: Counter[str] = field(default_factory=Counter)
     journal_failed: float = -1.0
@@ -76,7 +81,15 @@ def _squeeze(app: Appliance, outcome: Outcome) -> None:
         body, mids = _delivery("big", i, BIG_EVENTS)
         assert app.post_webhook(body).status_code == 200
         outcome.acked += mids
-    filler = fill(app.data_dir)  # while the processor is still storing the big ones
+    # The disk fills while the processor is still storing the big ones. Left running, a fast
+    # machine had stored all of them before the filler was written; so the server is frozen the
+    # moment the last one is acknowledged, the disk filled, and the server thawed.
+    log_from = len(app.stderr_bytes())
+    os.kill(app.pid, signal.SIGSTOP)
+    try:
+        filler = fill(app.data_dir)
+    finally:
+        os.kill(app.pid, signal.SIGCONT)
     outcome.pending_while_full = app.gauge("aat_journal_pending")
     for i in range(SQUEEZE):
         body, mids = _delivery("full", i)
@@ -88,6 +101,7 @@ def _squeeze(app: Appliance, outcome: Outcome) -> None:
         else:
             outcome.other.append(response)
     outcome.alive_while_full = app.running and app.api.get("/healthz").status_code == 200
+    outcome.log_while_full = app.stderr_bytes()[log_from:].decode(errors="replace")
     filler.unlink()
     # Meta retries what was refused; the same bodies now go in.
     for i in range(SQUEEZE):
@@ -143,7 +157,11 @@ def test_a_full_disk_causes_no_other_status(squeezed: Outcome) -> None:
 
 
 def test_the_disk_filled_while_acknowledged_events_were_being_stored(squeezed: Outcome) -> None:
-    """The precondition: the journal processor, too, met the full disk."""
+    """The precondition: the journal processor, too, met the full disk, with acknowledged events
+    still to store (it logs the failure and keeps the row pending for a retry)."""
+    lines = [json.loads(line) for line in squeezed.log_while_full.splitlines() if line.startswith("{")]
+    assert {"logger": "aat.ingest", "event": "journal processing failed", "exc_type": "ServiceUnavailable"} in [
+        {key: line.get(key) for key in ("logger", "event", "exc_type")} for line in lines], squeezed.log_while_full
     assert squeezed.pending_while_full >= 1
 
 
