@@ -179,10 +179,15 @@ def test_durations_for_people() -> None:
 async def test_the_dashboard_counts_messages_contacts_completions_ai_and_first_responses(
     client: AsyncTestClient, workspace: Workspace
 ) -> None:
-    start = utcnow()
+    # Everything happens in the last ten minutes, none of it later than now: the dashboard's days
+    # end at midnight UTC, and a reply stamped minutes ahead fell into tomorrow in a run at 23:58.
+    start = utcnow() - timedelta(minutes=10)
     waits = []
     for seconds in (90, 30, 300):
         ids = await conversation(client, workspace, text="hello?")  # inbound Messenger, a new contact
+        workspace.gateway.write_sync(lambda db, ids=ids: db.execute(
+            "UPDATE messages SET created_at = ?, occurred_at = ? WHERE conversation_id = ?",
+            [to_iso(start), to_iso(start), ids["conversation"]]))
         if seconds == 90:  # a bot answer in between is not an agent's answer
             add_message(workspace, ids, direction="out", sent_by="bot", status="sent", text="Bot here",
                         payload={"meta": {"provider": "anthropic", "model": "m"}}, created_at=to_iso(start + timedelta(seconds=10)))
@@ -198,7 +203,7 @@ async def test_the_dashboard_counts_messages_contacts_completions_ai_and_first_r
     since, until = to_iso(start - timedelta(days=1)), to_iso(start + timedelta(days=1))
     result = workspace.gateway.read_sync(lambda db: analytics.agent_first_responses(db, since, until))
     assert result["count"] == 3
-    assert 88 <= result["median_seconds"] <= 93  # 90 s after an inbound stored a moment after `start`
+    assert result["median_seconds"] == 92  # the agent's reply 92 s after the inbound at `start`
 
     await sign_in(client, workspace, "agent")
     page = (await client.get("/dashboard?days=7")).text
