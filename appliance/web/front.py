@@ -19,9 +19,9 @@ early). Once the app is open, every request goes to it, except ``/webhooks/meta`
 the way: a delivery is a reply's hottest inbound path, and the wire answer is the same (tested).
 If the app fails to build or start, the failure is logged and kept in :attr:`FrontDoor.failure`,
 ``on_failure`` is called (``serve`` stops the server and exits with the reason), waiting requests
-get 503 ``unavailable``, and the door closes the workspace the app did not take. On shutdown the door stops the app (which closes the
-workspace) or, when it never opened, closes the workspace itself (a request still waiting then
-gets 503 too).
+get 503 ``unavailable``, and the door closes the workspace the app did not take. On shutdown the
+door stops the app (which closes the workspace) or, when it never opened, closes the workspace
+itself (a request still waiting then gets 503 too).
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ async function openConversation(id, { push = false, wasUnread = false } = {}) {
   markSelected(id);
   setupThread({ wasUnread });
   const heading = threadBox.querySelector(".thread-title h2");
-  if (heading && push) focusHeadPart(heading);
+  if (heading && push) focusAgain(heading);
   const name = heading ? heading.textContent : "";
   document.title = `${name} · Inbox · AAT Systems`;
 }
@@ -252,15 +252,19 @@ async function loadNew() {
 }
 const scheduleNew = debounce(loadNew, 100);
 
-/** A selector that finds the header's focused element again in a redrawn header: its id, its
- * action, or the heading (which a keyboard user is left on when a conversation opens). */
-function focusSelector(node) {
+/** A selector that finds `node` again in a redrawn header or contact panel: its id, its action,
+ * its tag's remove button, the conversation's heading (where a keyboard user is left when a
+ * conversation opens), the tag form's button, or its link; null for anything else. */
+function sameElement(node) {
   if (node.id) return `#${CSS.escape(node.id)}`;
   if (node.dataset.action) return `[data-action="${CSS.escape(node.dataset.action)}"]`;
-  return node.matches(".thread-title h2") ? ".thread-title h2" : "[data-action]";
+  if (node.dataset.tag) return `.tag-remove[data-tag="${CSS.escape(node.dataset.tag)}"]`;
+  for (const selector of [".thread-title h2", ".tag-form button"]) if (node.matches(selector)) return selector;
+  return node.matches("a[href]") ? `a[href="${CSS.escape(node.getAttribute("href"))}"]` : null;
 }
 
-function focusHeadPart(node) {
+/** Focuses `node`; a heading is made focusable from script first (not a Tab stop). */
+function focusAgain(node) {
   if (node.matches("h2")) node.tabIndex = -1;
   node.focus();
 }
@@ -270,13 +274,13 @@ async function refreshHeader() {
   try {
     const { root } = await fragment(`/inbox/fragments/header/${current.id}?view=${view}`);
     const head = threadBox.querySelector("#thread-head");
-    const focused = document.activeElement && head && head.contains(document.activeElement)
-      ? focusSelector(document.activeElement) : null;
+    const hadFocus = head && head.contains(document.activeElement);
+    const focused = hadFocus ? sameElement(document.activeElement) : null;
     if (head && root) {
       head.replaceWith(root);
-      if (focused) {
-        const again = root.querySelector(focused) || root.querySelector("[data-action]");
-        if (again) focusHeadPart(again);
+      if (hadFocus) {
+        const again = (focused && root.querySelector(focused)) || root.querySelector("[data-action]");
+        if (again) focusAgain(again);
       }
     }
   } catch (err) {
@@ -284,30 +288,21 @@ async function refreshHeader() {
   }
 }
 
-/** A selector that finds the contact panel's focused element again after a redraw: its id, or
- * the remove button of its tag (a removed tag's button is gone: then the new-tag field). */
-function contactFocus(node) {
-  if (node.id) return `#${CSS.escape(node.id)}`;
-  if (node.dataset.tag) return `.tag-remove[data-tag="${CSS.escape(node.dataset.tag)}"]`;
-  if (node.matches(".tag-form button")) return ".tag-form button";
-  return node.matches("a[href]") ? `a[href="${CSS.escape(node.getAttribute("href"))}"]` : "#new-tag";
-}
-
 async function refreshContact() {
   if (!current) return;
   try {
     const { root } = await fragment(`/inbox/fragments/contact/${current.id}`);
-    const active = document.activeElement;
-    const focused = active && contactBox.contains(active) && active !== document.body ? contactFocus(active) : null;
+    const hadFocus = contactBox.contains(document.activeElement);
+    const focused = hadFocus ? sameElement(document.activeElement) : null;
     const typed = contactBox.querySelector("#new-tag");
     const draft = typed ? { value: typed.value, start: typed.selectionStart, end: typed.selectionEnd } : null;
     contactBox.replaceChildren(root);
     wireContact();
     const input = contactBox.querySelector("#new-tag");
     if (input && draft && draft.value) input.value = draft.value; // a tag being typed survives the redraw
-    if (focused) {
-      const again = contactBox.querySelector(focused) || input;
-      if (again) again.focus();
+    if (hadFocus) { // on the same element, else (a removed tag's button) on the new-tag field
+      const again = (focused && contactBox.querySelector(focused)) || input;
+      if (again) focusAgain(again);
       if (again === input && draft) input.setSelectionRange(draft.start, draft.end);
     }
   } catch (err) {
